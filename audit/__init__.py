@@ -1,0 +1,1 @@
+"""The audit trail: records, sinks (database table and structlog line)."""

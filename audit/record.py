@@ -1,0 +1,33 @@
+"""The audit record: one per invocation, whatever stage ended it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One invocation, as the audit trail keeps it. Never holds a secret."""
+
+    at: float
+    request_id: str
+    transport: str
+    client: str | None
+    tenant_id: str | None
+    actor_id: str | None
+    actor_kind: str | None
+    credential_id: str | None
+    operation_key: str
+    operation_version: str | None
+    decision: Literal["allow", "deny", "none"]
+    outcome: str
+    status: int
+    latency_ms: float
+    idempotency_key: str | None
+    replayed: bool
+    input_digest: str | None
+    detail: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,1 @@
+"""Implementations of the contracts, one package per domain, mirroring specs/."""

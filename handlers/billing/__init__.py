@@ -1,0 +1,1 @@
+"""Billing handlers: invoices and payments."""

@@ -1,0 +1,98 @@
+"""Handler for billing.capturePayment: charge the invoice's amount and mark it paid."""
+
+from __future__ import annotations
+
+import hashlib
+
+from handlers.billing.invoices_store import InvoiceStore
+from handlers.billing.stripe_gateway import (
+    PaymentDeclined,
+    PaymentMethodUnusable,
+    StripeGateway,
+)
+from registry.context import Context
+from registry.money import to_minor
+from specs.billing.capture_payment import CapturePaymentInput, PaymentResult
+from specs.billing.errors import (
+    AMOUNT_MISMATCH,
+    CARD_DECLINED,
+    INVOICE_ALREADY_PAID,
+    INVOICE_NOT_FOUND,
+    PAYMENT_IN_PROGRESS,
+    PAYMENT_METHOD_INVALID,
+)
+from specs.billing.models import InvoiceStatus
+
+OPEN, PROCESSING, PAID = InvoiceStatus.OPEN, InvoiceStatus.PROCESSING, InvoiceStatus.PAID
+
+
+def stripe_idempotency_key(tenant_id: str, invoice_id: str, method: str, minor: int) -> str:
+    """The same invoice paid with the same method and amount is the same Stripe request."""
+    digest = hashlib.sha256(f"{tenant_id}|{invoice_id}|{method}|{minor}".encode()).hexdigest()
+    return f"specops-capture-{digest[:32]}"
+
+
+class CapturePaymentHandler:
+    """Policy has already loaded the invoice and checked the caller owns it.
+
+    The invoice moves open -> processing atomically before Stripe is called, so two
+    concurrent captures cannot both charge; a decline or failure moves it back to open.
+    """
+
+    def __init__(self, store: InvoiceStore, stripe: StripeGateway) -> None:
+        self.store = store
+        self.stripe = stripe
+
+    async def __call__(self, data: CapturePaymentInput, ctx: Context) -> PaymentResult:
+        tenant = ctx.tenant_id
+        invoice = await self.store.get(tenant, data.invoice_id)
+        if invoice is None:
+            raise INVOICE_NOT_FOUND(f"No invoice {data.invoice_id}")
+        if invoice.status is PAID:
+            raise INVOICE_ALREADY_PAID(f"Invoice {invoice.id} was paid ({invoice.transaction_id})")
+        minor = to_minor(data.amount, data.currency)
+        if data.currency != invoice.currency or minor != invoice.amount_minor:
+            raise AMOUNT_MISMATCH(
+                f"Invoice {invoice.id} is for {invoice.view().amount} {invoice.currency.upper()}"
+            )
+        self.stripe.client()  # fail fast, before locking the invoice, when unconfigured
+        if not await self.store.transition(
+            tenant, invoice.id, from_status=OPEN, to_status=PROCESSING
+        ):
+            current = await self.store.get(tenant, invoice.id)
+            if current is not None and current.status is PAID:
+                raise INVOICE_ALREADY_PAID(f"Invoice {invoice.id} was paid")
+            raise PAYMENT_IN_PROGRESS(f"A payment for invoice {invoice.id} is in progress")
+        settled = False
+        try:
+            charge = await self.stripe.charge(
+                amount_minor=minor,
+                currency=data.currency,
+                payment_method_id=data.payment_method_id,
+                idempotency_key=stripe_idempotency_key(
+                    tenant, invoice.id, data.payment_method_id, minor
+                ),
+                metadata={"invoiceId": invoice.id, "tenantId": tenant, "requestId": ctx.request_id},
+            )
+            if charge.status == "succeeded":
+                settled = await self.store.transition(
+                    tenant, invoice.id, from_status=PROCESSING, to_status=PAID,
+                    transaction_id=charge.transaction_id,
+                )  # fmt: skip
+            elif charge.status == "processing":
+                # Stripe settles it later; the webhook issue will move it to paid.
+                settled = True
+        except PaymentDeclined as exc:
+            raise CARD_DECLINED(str(exc)) from None
+        except PaymentMethodUnusable as exc:
+            raise PAYMENT_METHOD_INVALID(str(exc)) from None
+        finally:
+            if not settled:
+                await self.store.transition(
+                    tenant, invoice.id, from_status=PROCESSING, to_status=OPEN
+                )
+        return PaymentResult(
+            transaction_id=charge.transaction_id,
+            status=charge.status,
+            receipt_url=charge.receipt_url,
+        )

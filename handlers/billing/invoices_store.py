@@ -1,0 +1,182 @@
+"""Invoice rows, always read and written within one tenant."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+
+from registry.money import to_major
+from specs.billing.models import Invoice, InvoiceStatus
+from storage.database import Database
+from storage.tables import invoices as t
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceRow:
+    id: str
+    tenant_id: str
+    owner_id: str
+    amount_minor: int
+    currency: str
+    status: InvoiceStatus
+    description: str | None
+    transaction_id: str | None
+    paid_at: datetime | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: Any) -> InvoiceRow:
+        return cls(
+            row["id"], row["tenant_id"], row["owner_id"], row["amount_minor"], row["currency"],
+            InvoiceStatus(row["status"]), row["description"], row["transaction_id"],
+            _utc(row["paid_at"]), _utc(row["created_at"]) or datetime.now(UTC),
+        )  # fmt: skip
+
+    def view(self) -> Invoice:
+        return Invoice(
+            id=self.id,
+            owner_id=self.owner_id,
+            amount=to_major(self.amount_minor, self.currency),
+            amount_minor=self.amount_minor,
+            currency=self.currency,
+            status=self.status,
+            description=self.description,
+            transaction_id=self.transaction_id,
+            paid_at=self.paid_at,
+            created_at=self.created_at,
+        )
+
+
+def encode_cursor(row: InvoiceRow) -> str:
+    raw = f"{row.created_at.isoformat()}|{row.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str] | None:
+    try:
+        created, invoice_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(created), invoice_id
+    except ValueError:
+        return None
+
+
+class InvoiceStore:
+    """Tenant-scoped access to the ``invoices`` table."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(
+        self,
+        *,
+        tenant_id: str,
+        owner_id: str,
+        amount_minor: int,
+        currency: str,
+        description: str | None,
+    ) -> InvoiceRow:
+        now = datetime.now(UTC)
+        row = InvoiceRow(
+            id=f"inv_{secrets.token_hex(12)}",
+            tenant_id=tenant_id,
+            owner_id=owner_id,
+            amount_minor=amount_minor,
+            currency=currency,
+            status=InvoiceStatus.OPEN,
+            description=description,
+            transaction_id=None,
+            paid_at=None,
+            created_at=now,
+        )
+        async with self.db.begin() as conn:
+            await conn.execute(
+                t.insert().values(
+                    id=row.id,
+                    tenant_id=tenant_id,
+                    owner_id=owner_id,
+                    amount_minor=amount_minor,
+                    currency=currency,
+                    description=description,
+                    status=row.status.value,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        return row
+
+    async def get(self, tenant_id: str, invoice_id: str) -> InvoiceRow | None:
+        async with self.db.connect() as conn:
+            row = (
+                (
+                    await conn.execute(
+                        select(t).where(t.c.tenant_id == tenant_id, t.c.id == invoice_id)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        return InvoiceRow.of(row) if row else None
+
+    async def page(
+        self,
+        tenant_id: str,
+        *,
+        owner_id: str | None,
+        status: InvoiceStatus | None,
+        limit: int,
+        after: tuple[datetime, str] | None,
+    ) -> tuple[list[InvoiceRow], bool]:
+        """Newest first; returns the rows and whether more follow."""
+        query = select(t).where(t.c.tenant_id == tenant_id)
+        if owner_id is not None:
+            query = query.where(t.c.owner_id == owner_id)
+        if status is not None:
+            query = query.where(t.c.status == status.value)
+        if after is not None:
+            created, invoice_id = after
+            query = query.where(
+                or_(t.c.created_at < created, and_(t.c.created_at == created, t.c.id < invoice_id))
+            )
+        query = query.order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit + 1)
+        async with self.db.connect() as conn:
+            rows = [InvoiceRow.of(r) for r in (await conn.execute(query)).mappings().all()]
+        return rows[:limit], len(rows) > limit
+
+    async def transition(
+        self,
+        tenant_id: str,
+        invoice_id: str,
+        *,
+        from_status: InvoiceStatus,
+        to_status: InvoiceStatus,
+        transaction_id: str | None = None,
+    ) -> bool:
+        """Move an invoice between states atomically; False if it was not in ``from_status``."""
+        now = datetime.now(UTC)
+        values: dict[str, Any] = {"status": to_status.value, "updated_at": now}
+        if transaction_id is not None:
+            values["transaction_id"] = transaction_id
+        if to_status is InvoiceStatus.PAID:
+            values["paid_at"] = now
+        async with self.db.begin() as conn:
+            result = await conn.execute(
+                update(t)
+                .where(
+                    t.c.tenant_id == tenant_id,
+                    t.c.id == invoice_id,
+                    t.c.status == from_status.value,
+                )
+                .values(**values)
+            )
+        return bool(result.rowcount)

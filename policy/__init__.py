@@ -1,0 +1,1 @@
+"""Identity (credentials -> actor) and authorization (Casbin)."""

@@ -1,0 +1,194 @@
+"""API keys: ``sk_<env>_<id>_<secret>``, stored as a SHA-256 of the whole token.
+
+The secret is 256 random bits, so a fast hash is the right tool (a slow password hash
+protects low-entropy secrets, which these are not). The id lets a key be named in logs,
+audit records and revocations without ever showing its secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import string
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+
+from policy.actor import ANONYMOUS, Actor, ActorKind
+from registry.errors import CATALOGUE
+from storage.database import Database
+from storage.tables import api_keys
+
+ID_ALPHABET = string.ascii_lowercase + string.digits
+ID_LENGTH = 12
+ACTOR_KINDS: tuple[ActorKind, ...] = ("user", "service", "agent")
+_DUMMY_HASH = hashlib.sha256(b"specops-no-such-key").hexdigest()
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token(environment: str = "live") -> tuple[str, str]:
+    """A fresh ``(key_id, token)``; the token is shown to its owner once and never stored."""
+    key_id = "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
+    return key_id, f"sk_{environment}_{key_id}_{secrets.token_urlsafe(32)}"
+
+
+def key_id_of(token: str) -> str | None:
+    """The id part of a well-formed token, else None."""
+    parts = token.split("_", 3)
+    if len(parts) != 4 or parts[0] != "sk" or len(parts[2]) != ID_LENGTH:
+        return None
+    return parts[2]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A stored key, without its secret."""
+
+    id: str
+    tenant_id: str
+    actor_id: str
+    kind: ActorKind
+    roles: tuple[str, ...]
+    description: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ApiKeyStore:
+    """Creates, lists and revokes keys."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(
+        self,
+        *,
+        tenant_id: str,
+        actor_id: str,
+        roles: tuple[str, ...],
+        kind: ActorKind = "user",
+        description: str | None = None,
+        environment: str = "live",
+    ) -> tuple[ApiKey, str]:
+        """Store a new key; returns it with the token, which exists nowhere else."""
+        if kind not in ACTOR_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(ACTOR_KINDS)}")
+        if not tenant_id or not actor_id or not roles:
+            raise ValueError("a key needs a tenant, an actor and at least one role")
+        key_id, token = new_token(environment)
+        key = ApiKey(
+            key_id,
+            tenant_id,
+            actor_id,
+            kind,
+            tuple(sorted(set(roles))),
+            description,
+            datetime.now(UTC),
+            None,
+        )
+        async with self.db.begin() as conn:
+            await conn.execute(
+                api_keys.insert().values(
+                    id=key.id,
+                    tenant_id=key.tenant_id,
+                    actor_id=key.actor_id,
+                    kind=key.kind,
+                    roles=json.dumps(list(key.roles)),
+                    secret_hash=hash_token(token),
+                    description=description,
+                    created_at=key.created_at,
+                )
+            )
+        return key, token
+
+    async def revoke(self, key_id: str) -> bool:
+        async with self.db.begin() as conn:
+            result = await conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            )
+        return bool(result.rowcount)
+
+    async def list(self, tenant_id: str | None = None) -> list[ApiKey]:
+        query = select(api_keys).order_by(api_keys.c.created_at)
+        if tenant_id is not None:
+            query = query.where(api_keys.c.tenant_id == tenant_id)
+        async with self.db.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [
+            ApiKey(
+                r["id"],
+                r["tenant_id"],
+                r["actor_id"],
+                r["kind"],
+                tuple(json.loads(r["roles"])),
+                r["description"],
+                r["created_at"],
+                r["revoked_at"],
+            )
+            for r in rows
+        ]
+
+    async def lookup(self, key_id: str) -> tuple[str, Actor] | None:
+        """``(secret_hash, actor)`` of an unrevoked key."""
+        async with self.db.connect() as conn:
+            row = (
+                (await conn.execute(select(api_keys).where(api_keys.c.id == key_id)))
+                .mappings()
+                .first()
+            )
+        if row is None or row["revoked_at"] is not None:
+            return None
+        actor = Actor(
+            id=row["actor_id"],
+            tenant_id=row["tenant_id"],
+            roles=frozenset(json.loads(row["roles"])),
+            kind=row["kind"],
+            credential_id=row["id"],
+        )
+        return row["secret_hash"], actor
+
+
+class ApiKeyIdentity:
+    """Resolves ``Authorization: Bearer sk_...`` to an actor.
+
+    Every failure answers the same UNAUTHENTICATED, after the same constant-time
+    comparison, whether the key does not exist, is revoked or has the wrong secret.
+    Successful resolutions are cached for ``cache_seconds`` (revocations made through
+    this process clear the cache at once; other processes see them within that time).
+    """
+
+    def __init__(self, store: ApiKeyStore, *, cache_seconds: float = 10.0) -> None:
+        self.store = store
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, Actor]] = {}
+
+    def forget(self) -> None:
+        self._cache.clear()
+
+    async def resolve(self, credentials: str | None) -> Actor:
+        if credentials is None:
+            return ANONYMOUS
+        digest = hash_token(credentials)
+        cached = self._cache.get(digest)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        key_id = key_id_of(credentials)
+        found = await self.store.lookup(key_id) if key_id else None
+        expected = found[0] if found else _DUMMY_HASH
+        if not hmac.compare_digest(expected, digest) or found is None:
+            raise CATALOGUE.UNAUTHENTICATED("Invalid credentials")
+        actor = found[1]
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (now + self.cache_seconds, actor)
+        return actor

@@ -1,0 +1,1 @@
+"""Contract types, the registry and the one invocation pipeline."""

@@ -1,0 +1,209 @@
+"""Contract declarations: ``command(...)`` and ``query(...)``.
+
+A contract is plain data: what an operation is called, what it takes and returns, who
+may call it and how it can fail. It does no I/O; handlers implement it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Literal, Required, TypedDict, Unpack
+
+import semver
+
+from registry.errors import ErrorSpec
+from registry.model import WireModel
+
+Kind = Literal["command", "query"]
+Stability = Literal["idea", "in_creation", "experimental", "beta", "stable", "deprecated"]
+AuthLevel = Literal["anonymous", "user", "admin", "service"]
+Condition = Literal["owner", "tenant"]
+
+KEY_PATTERN = re.compile(r"^[a-z][a-zA-Z0-9]*(\.[a-z][a-zA-Z0-9]*)+$")
+IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class ContractError(ValueError):
+    """A contract or an installation is malformed; raised at start-up, never per call."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """``(resource, action, condition)``: the caller needs ``action`` on ``resource``.
+
+    With a condition, the resource named by the input field ``id_field`` (default
+    ``<resource>_id``) is loaded before the handler runs, and ``owner`` requires the
+    caller to own it, ``tenant`` to share its tenant.
+    """
+
+    resource: str
+    action: str
+    condition: Condition | None = None
+    id_field: str | None = None
+
+    @property
+    def resource_id_field(self) -> str:
+        return self.id_field or f"{self.resource}_id"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Who may invoke: an auth level plus rules, all of which must allow."""
+
+    auth: AuthLevel = "user"
+    rules: tuple[Rule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Deprecation:
+    """Why a version is retired, when it stops working, and what replaces it."""
+
+    reason: str
+    sunset: date | None = None
+    replaced_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Contract:
+    """One operation at one version."""
+
+    kind: Kind
+    key: str
+    version: semver.Version
+    title: str
+    description: str
+    goal: str
+    context: str
+    owners: tuple[str, ...]
+    tags: tuple[str, ...]
+    stability: Stability
+    input: type[WireModel]
+    output: type[WireModel]
+    errors: tuple[ErrorSpec, ...] = ()
+    policy: Policy = field(default_factory=Policy)
+    deprecation: Deprecation | None = None
+    timeout_seconds: float = 30.0
+
+    @property
+    def domain(self) -> str:
+        return self.key.split(".", 1)[0]
+
+    @property
+    def deprecated(self) -> bool:
+        return self.deprecation is not None or self.stability == "deprecated"
+
+    @property
+    def ref(self) -> str:
+        """``key@version``, for logs and messages."""
+        return f"{self.key}@{self.version}"
+
+    def declared_error(self, code: str) -> ErrorSpec | None:
+        return next((e for e in self.errors if e.code == code), None)
+
+
+RuleLike = Rule | tuple[str, str] | tuple[str, str, str | None]
+
+
+def _rule(value: RuleLike) -> Rule:
+    if isinstance(value, Rule):
+        return value
+    resource, action, *rest = value
+    condition = rest[0] if rest else None
+    if condition not in (None, "owner", "tenant"):
+        raise ContractError(f"unknown policy condition {condition!r}")
+    return Rule(resource, action, condition)  # type: ignore[arg-type]
+
+
+def _declare(
+    kind: Kind,
+    *,
+    key: str,
+    version: str,
+    title: str,
+    description: str,
+    goal: str,
+    context: str,
+    owners: Iterable[str],
+    tags: Iterable[str] = (),
+    stability: Stability = "experimental",
+    input: type[WireModel],
+    output: type[WireModel],
+    errors: Iterable[ErrorSpec] = (),
+    auth: AuthLevel = "user",
+    rules: Iterable[RuleLike] = (),
+    deprecation: Deprecation | None = None,
+    timeout_seconds: float = 30.0,
+) -> Contract:
+    if not KEY_PATTERN.match(key):
+        raise ContractError(f"contract key {key!r} must look like 'domain.verbNoun'")
+    try:
+        parsed = semver.Version.parse(version)
+    except ValueError as exc:
+        raise ContractError(f"{key}: version {version!r} is not semver") from exc
+    for model in (input, output):
+        if not (isinstance(model, type) and issubclass(model, WireModel)):
+            raise ContractError(f"{key}: IO models must subclass registry.model.WireModel")
+    declared = tuple(errors)
+    codes = [e.code for e in declared]
+    if len(set(codes)) != len(codes):
+        raise ContractError(f"{key}: an error code is declared twice")
+    parsed_rules = tuple(_rule(r) for r in rules)
+    for rule in parsed_rules:
+        if rule.condition and rule.resource_id_field not in input.model_fields:
+            raise ContractError(
+                f"{key}: rule on {rule.resource!r} needs input field {rule.resource_id_field!r}"
+            )
+    if auth != "anonymous" and not owners:
+        raise ContractError(f"{key}: a contract needs at least one owner")
+    return Contract(
+        kind=kind,
+        key=key,
+        version=parsed,
+        title=title,
+        description=description,
+        goal=goal,
+        context=context,
+        owners=tuple(owners),
+        tags=tuple(tags),
+        stability=stability,
+        input=input,
+        output=output,
+        errors=declared,
+        policy=Policy(auth, parsed_rules),
+        deprecation=deprecation,
+        timeout_seconds=timeout_seconds,
+    )
+
+
+class ContractFields(TypedDict, total=False):
+    """The keyword arguments of ``command(...)`` and ``query(...)``."""
+
+    key: Required[str]
+    version: Required[str]
+    title: Required[str]
+    description: Required[str]
+    goal: Required[str]
+    context: Required[str]
+    owners: Required[Iterable[str]]
+    tags: Iterable[str]
+    stability: Stability
+    input: Required[type[WireModel]]
+    output: Required[type[WireModel]]
+    errors: Iterable[ErrorSpec]
+    auth: AuthLevel
+    rules: Iterable[RuleLike]
+    deprecation: Deprecation | None
+    timeout_seconds: float
+
+
+def command(**fields: Unpack[ContractFields]) -> Contract:
+    """Declare an operation that changes state (POST only, idempotency keys honoured)."""
+    return _declare("command", **fields)
+
+
+def query(**fields: Unpack[ContractFields]) -> Contract:
+    """Declare an operation that only reads (GET or POST)."""
+    return _declare("query", **fields)

@@ -1,0 +1,47 @@
+"""Field types contracts share, mirroring the seeds' ScalarTypeEnum.
+
+Strings refuse NUL characters (no database stores them) and are bounded, so no input can
+reach a handler that storage would then reject.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, StringConstraints
+
+NO_NUL = r"^[^\x00]*$"
+
+NonEmptyString = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=255, strip_whitespace=True, pattern=r"^[^\x00]+$"),
+]
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+]
+Text = Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)]
+
+
+def _lower(value: str) -> str:
+    return value.lower()
+
+
+Currency = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z]{3}$"),
+    AfterValidator(_lower),
+    Field(description="ISO 4217 currency code, e.g. usd", examples=["usd"]),
+]
+
+PositiveAmount = Annotated[
+    Decimal,
+    Field(
+        gt=0,
+        le=Decimal("999999999999"),
+        max_digits=18,
+        decimal_places=3,
+        description="Amount in major units of the currency, e.g. 12.5 for $12.50",
+        examples=[12.5],
+    ),
+]

@@ -1,0 +1,356 @@
+"""The one invocation path: every transport's call runs these stages, in this order.
+
+    resolve -> identify -> validate input -> authorize -> idempotency -> handler
+            -> validate output, then settle the idempotency key and write the audit record.
+
+Each stage is a method that reads and fills the ``Call`` and raises ``OperationError`` to
+end the invocation. No stage is skipped for any transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import structlog
+from pydantic import ValidationError
+
+from policy.actor import Actor
+from registry.context import Context
+from registry.errors import CATALOGUE, PASS_THROUGH_CODES, Issue, OperationError, Problem
+from registry.invocation import Invocation, OperationRef, Outcome
+from registry.model import WireModel
+from registry.ports import (
+    AuditRecord,
+    AuditSink,
+    Authorizer,
+    IdempotencyScope,
+    IdempotencyStore,
+    IdentityResolver,
+    StoredOutcome,
+)
+from registry.registry import Operation, Registry, ResourceAttrs
+
+log = structlog.get_logger("specops.pipeline")
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+@dataclass(slots=True)
+class Call:
+    """The state of one invocation as it moves through the stages."""
+
+    invocation: Invocation
+    started: float
+    operation: Operation | None = None
+    actor: Actor | None = None
+    input: WireModel | None = None
+    input_digest: str | None = None
+    decision: Literal["allow", "deny", "none"] = "none"
+    resources: dict[str, ResourceAttrs] = field(default_factory=dict)
+    idempotency: IdempotencyScope | None = None
+    output: dict[str, Any] | None = None
+    error: OperationError | None = None
+    replayed: bool = False
+    finished: bool = False
+
+    @property
+    def contract_ref(self) -> OperationRef | None:
+        if self.operation is None:
+            return None
+        c = self.operation.contract
+        return OperationRef(c.key, str(c.version), c.kind)
+
+    def outcome(self) -> Outcome:
+        problem = Problem.of(self.error) if self.error is not None else None
+        output = self.output if problem is None else None
+        return Outcome(
+            self.invocation.request_id, self.contract_ref, output, problem, self.replayed
+        )
+
+
+def input_issues(error: ValidationError) -> tuple[Issue, ...]:
+    """Field issues from a pydantic error, without echoing the submitted values."""
+    return tuple(
+        Issue(
+            path=".".join(str(part) for part in err["loc"]),
+            code=err["type"],
+            message=err["msg"],
+        )
+        for err in error.errors(include_url=False, include_input=False)
+    )
+
+
+def summarize(issues: tuple[Issue, ...]) -> str:
+    """A one-line detail naming the first few invalid fields."""
+    shown = "; ".join(f"{i.path or 'input'}: {i.message}" for i in issues[:3])
+    more = f" (and {len(issues) - 3} more)" if len(issues) > 3 else ""
+    return f"{len(issues)} invalid field{'s' if len(issues) != 1 else ''}: {shown}{more}"
+
+
+class Pipeline:
+    """Runs invocations against a registry with the given policy, storage and audit."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        identity: IdentityResolver,
+        authorizer: Authorizer,
+        idempotency: IdempotencyStore,
+        audit: AuditSink,
+        idempotency_wait_seconds: float = 10.0,
+    ) -> None:
+        self.registry = registry
+        self.identity = identity
+        self.authorizer = authorizer
+        self.idempotency = idempotency
+        self.audit = audit
+        self.idempotency_wait_seconds = idempotency_wait_seconds
+        self.stages = (
+            self.resolve,
+            self.identify,
+            self.validate_input,
+            self.authorize,
+            self.check_idempotency,
+            self.run_handler,
+        )
+
+    async def invoke(self, invocation: Invocation) -> Outcome:
+        """Run one invocation through every stage; always returns, always audits."""
+        call = Call(invocation, time.perf_counter())
+        try:
+            for stage in self.stages:
+                if call.finished:
+                    break
+                await stage(call)
+        except OperationError as exc:
+            call.error = exc
+        except asyncio.CancelledError:
+            call.error = CATALOGUE.INTERNAL("The request was cancelled")
+            await asyncio.shield(self.finish(call))
+            raise
+        except Exception:
+            log.exception("pipeline_failure", request_id=invocation.request_id)
+            call.error = CATALOGUE.INTERNAL()
+        return await self.finish(call)
+
+    async def finish(self, call: Call) -> Outcome:
+        outcome = call.outcome()
+        await self.settle_idempotency(call, outcome)
+        await self.write_audit(call, outcome)
+        return outcome
+
+    # -- stages -------------------------------------------------------------------------
+
+    async def resolve(self, call: Call) -> None:
+        inv = call.invocation
+        operation = self.registry.resolve(inv.key, inv.version)
+        if operation is None:
+            what = f"{inv.key} version {inv.version}" if inv.version else inv.key
+            raise CATALOGUE.OP_NOT_FOUND(f"No operation {what}")
+        call.operation = operation
+        if inv.read_only and operation.contract.kind != "query":
+            raise CATALOGUE.METHOD_NOT_ALLOWED(
+                f"{inv.key} is a command; send it with POST", headers={"Allow": "POST"}
+            )
+
+    async def identify(self, call: Call) -> None:
+        assert call.operation is not None
+        try:
+            call.actor = await self.identity.resolve(call.invocation.credentials)
+        except OperationError:
+            call.decision = "deny"
+            raise
+        if call.operation.contract.policy.auth != "anonymous" and not call.actor.authenticated:
+            call.decision = "deny"
+            raise CATALOGUE.UNAUTHENTICATED("This operation needs credentials")
+
+    async def validate_input(self, call: Call) -> None:
+        assert call.operation is not None
+        contract = call.operation.contract
+        if call.invocation.wire_error is not None:
+            raise call.invocation.wire_error
+        raw = call.invocation.input
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise CATALOGUE.INVALID_INPUT(
+                "Input must be a JSON object",
+                issues=(Issue("", "object_type", "Input should be an object"),),
+            )
+        try:
+            call.input = contract.input.model_validate(raw)
+        except ValidationError as exc:
+            issues = input_issues(exc)
+            raise CATALOGUE.INVALID_INPUT(summarize(issues), issues=issues) from None
+        call.input_digest = hashlib.sha256(call.input.model_dump_json().encode()).hexdigest()
+
+    async def authorize(self, call: Call) -> None:
+        assert call.operation is not None and call.actor is not None and call.input is not None
+        contract = call.operation.contract
+        actor = call.actor
+        auth = contract.policy.auth
+        if auth == "anonymous":
+            call.decision = "allow"
+            return
+        if (auth == "admin" and not actor.is_admin) or (
+            auth == "service" and actor.kind != "service"
+        ):
+            call.decision = "deny"
+            raise CATALOGUE.FORBIDDEN(f"This operation needs a caller of level {auth!r}")
+        rules = contract.policy.rules or ()
+        if not rules and not await self.authorizer.allowed(actor, "op", contract.key):
+            call.decision = "deny"
+            raise CATALOGUE.FORBIDDEN(f"Policy does not grant {contract.key}")
+        for rule in rules:
+            if not await self.authorizer.allowed(actor, rule.resource, rule.action):
+                call.decision = "deny"
+                raise CATALOGUE.FORBIDDEN(f"Policy does not grant {rule.action} on {rule.resource}")
+            if rule.condition is None:
+                continue
+            resource = self.registry.resource(rule.resource)
+            resource_id = str(getattr(call.input, rule.resource_id_field))
+            attrs = await resource.loader(resource_id, actor)
+            if attrs is None or attrs.tenant_id != actor.tenant_id:
+                call.decision = "deny"
+                raise resource.not_found(f"No {rule.resource} {resource_id}")
+            if rule.condition == "owner" and attrs.owner_id != actor.id:
+                call.decision = "deny"
+                raise CATALOGUE.FORBIDDEN(f"Only the {rule.resource}'s owner may {rule.action} it")
+            call.resources[rule.resource] = attrs
+        call.decision = "allow"
+
+    async def check_idempotency(self, call: Call) -> None:
+        assert call.operation is not None and call.actor is not None
+        key = call.invocation.idempotency_key
+        if key is None or call.operation.contract.kind != "command":
+            return
+        if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+            raise CATALOGUE.MALFORMED_REQUEST(
+                f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"
+            )
+        scope = IdempotencyScope(call.actor.tenant_id or "", call.actor.id, key)
+        fingerprint = f"{call.operation.contract.ref}:{call.input_digest}"
+        deadline = time.monotonic() + self.idempotency_wait_seconds
+        delay = 0.01
+        while True:
+            claim = await self.idempotency.claim(scope, fingerprint)
+            if claim.state == "claimed":
+                call.idempotency = scope
+                return
+            if claim.state == "mismatch":
+                raise CATALOGUE.IDEMPOTENCY_MISMATCH(
+                    "This Idempotency-Key was used for a different request"
+                )
+            if claim.state == "replay":
+                assert claim.stored is not None
+                call.replayed = True
+                call.finished = True
+                call.output = claim.stored.output
+                if claim.stored.problem is not None:
+                    call.error = claim.stored.problem.to_error()
+                return
+            if time.monotonic() >= deadline:
+                raise CATALOGUE.IDEMPOTENCY_BUSY(headers={"Retry-After": "1"})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+    async def run_handler(self, call: Call) -> None:
+        assert call.operation is not None and call.actor is not None
+        contract = call.operation.contract
+        actor = call.actor
+
+        async def allowed(resource: str, action: str) -> bool:
+            return await self.authorizer.allowed(actor, resource, action)
+
+        ctx = Context(
+            actor=actor,
+            request_id=call.invocation.request_id,
+            transport=call.invocation.transport,
+            operation_key=contract.key,
+            idempotency_key=call.invocation.idempotency_key,
+            allowed=allowed,
+            resources=call.resources,
+        )
+        try:
+            async with asyncio.timeout(contract.timeout_seconds):
+                result = await call.operation.handler(call.input, ctx)
+        except OperationError as exc:
+            if contract.declared_error(exc.code) or exc.code in PASS_THROUGH_CODES:
+                raise
+            log.error("undeclared_error", operation=contract.ref, code=exc.code)
+            raise CATALOGUE.INTERNAL() from None
+        except TimeoutError:
+            raise CATALOGUE.TIMEOUT(
+                f"{contract.key} did not finish within {contract.timeout_seconds:g}s"
+            ) from None
+        call.output = self.validate_output(call.operation, result)
+
+    @staticmethod
+    def validate_output(operation: Operation, result: object) -> dict[str, Any]:
+        """The handler's result as JSON, or INTERNAL if it breaks the contract."""
+        try:
+            model = operation.contract.output.model_validate(result)
+        except ValidationError as exc:
+            log.error(
+                "output_contract_violation",
+                operation=operation.contract.ref,
+                issues=[i.as_dict() for i in input_issues(exc)],
+            )
+            raise CATALOGUE.INTERNAL() from None
+        return model.model_dump(mode="json")
+
+    # -- after the stages ---------------------------------------------------------------
+
+    async def settle_idempotency(self, call: Call, outcome: Outcome) -> None:
+        """Keep deterministic results for replay; free the key when a retry may differ."""
+        if call.idempotency is None:
+            return
+        problem = outcome.problem
+        try:
+            if problem is None or (
+                call.operation is not None
+                and call.operation.contract.declared_error(problem.code) is not None
+            ):
+                await self.idempotency.complete(
+                    call.idempotency, StoredOutcome(outcome.output, problem)
+                )
+            else:
+                await self.idempotency.release(call.idempotency)
+        except Exception:
+            log.exception("idempotency_settle_failed", request_id=outcome.request_id)
+
+    async def write_audit(self, call: Call, outcome: Outcome) -> None:
+        inv = call.invocation
+        actor = call.actor
+        contract = call.operation.contract if call.operation else None
+        problem = outcome.problem
+        record = AuditRecord(
+            at=time.time(),
+            request_id=inv.request_id,
+            transport=inv.transport,
+            client=inv.client,
+            tenant_id=actor.tenant_id if actor else None,
+            actor_id=actor.id if actor else None,
+            actor_kind=actor.kind if actor else None,
+            credential_id=actor.credential_id if actor else None,
+            operation_key=contract.key if contract else inv.key[:200],
+            operation_version=str(contract.version) if contract else inv.version,
+            decision=call.decision,
+            outcome=outcome.code,
+            status=problem.status if problem else 200,
+            latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
+            idempotency_key=inv.idempotency_key,
+            replayed=call.replayed,
+            input_digest=call.input_digest,
+            detail=problem.detail if problem and problem.code != "INTERNAL" else None,
+        )
+        durable = contract is None or contract.kind == "command"
+        try:
+            await self.audit.write(record, durable=durable)
+        except Exception:
+            log.exception("audit_write_failed", request_id=inv.request_id)

@@ -1,0 +1,75 @@
+"""The small interfaces the pipeline needs from policy, idempotency storage and audit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from audit.record import AuditRecord
+from policy.actor import Actor
+from registry.errors import Problem
+
+
+class IdentityResolver(Protocol):
+    """Turns presented credentials into an actor; raises UNAUTHENTICATED when they are bad."""
+
+    async def resolve(self, credentials: str | None) -> Actor: ...
+
+
+class Authorizer(Protocol):
+    """Answers whether an actor's roles grant ``action`` on ``resource`` in its tenant."""
+
+    async def allowed(self, actor: Actor, resource: str, action: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOutcome:
+    """A finished command, kept so that a retry with the same key replays it."""
+
+    output: dict[str, Any] | None
+    problem: Problem | None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The answer to claiming an idempotency key."""
+
+    state: Literal["claimed", "replay", "mismatch", "busy"]
+    stored: StoredOutcome | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyScope:
+    """Keys are unique per tenant and actor: one caller cannot replay another's result."""
+
+    tenant_id: str
+    actor_id: str
+    key: str
+
+
+class IdempotencyStore(Protocol):
+    """Claims keys, stores finished outcomes and releases keys of failed attempts."""
+
+    async def claim(self, scope: IdempotencyScope, fingerprint: str) -> Claim: ...
+
+    async def complete(self, scope: IdempotencyScope, stored: StoredOutcome) -> None: ...
+
+    async def release(self, scope: IdempotencyScope) -> None: ...
+
+
+class AuditSink(Protocol):
+    """Writes audit records. ``durable=True`` returns only once the record is stored."""
+
+    async def write(self, record: AuditRecord, *, durable: bool) -> None: ...
+
+
+__all__ = [
+    "AuditRecord",
+    "AuditSink",
+    "Authorizer",
+    "Claim",
+    "IdempotencyScope",
+    "IdempotencyStore",
+    "IdentityResolver",
+    "StoredOutcome",
+]

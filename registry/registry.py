@@ -1,0 +1,137 @@
+"""The registry: installed contracts, their handlers and the resource loaders policy needs."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import semver
+
+from policy.actor import Actor
+from registry.context import Context
+from registry.contract import Contract, ContractError
+from registry.errors import ErrorSpec
+from registry.model import WireModel
+
+Handler = Callable[[Any, Context], Awaitable[WireModel | dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceAttrs:
+    """What policy conditions read about a resource: whose it is and in which tenant."""
+
+    id: str
+    tenant_id: str
+    owner_id: str | None
+
+
+ResourceLoader = Callable[[str, Actor], Awaitable[ResourceAttrs | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceType:
+    """How to load one kind of resource, and the error to answer when it is absent.
+
+    Loaders must filter by the actor's tenant: a resource of another tenant is absent.
+    """
+
+    name: str
+    loader: ResourceLoader
+    not_found: ErrorSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """A contract together with the handler that implements it."""
+
+    contract: Contract
+    handler: Handler
+
+
+class Registry:
+    """Every installed operation, by key and version."""
+
+    def __init__(self) -> None:
+        self._versions: dict[str, dict[semver.Version, Operation]] = {}
+        self._latest: dict[str, Operation] = {}
+        self._resources: dict[str, ResourceType] = {}
+
+    def add(self, contract: Contract, handler: Handler) -> None:
+        versions = self._versions.setdefault(contract.key, {})
+        if contract.version in versions:
+            raise ContractError(f"{contract.ref} is installed twice")
+        if not callable(handler):
+            raise ContractError(f"{contract.ref}: handler is not callable")
+        versions[contract.version] = Operation(contract, handler)
+        self._latest[contract.key] = self._pick_latest(versions)
+
+    def add_resource(self, resource: ResourceType) -> None:
+        if resource.name in self._resources:
+            raise ContractError(f"resource {resource.name!r} has two loaders")
+        self._resources[resource.name] = resource
+
+    @staticmethod
+    def _pick_latest(versions: dict[semver.Version, Operation]) -> Operation:
+        ordered = sorted(versions.items(), key=lambda item: item[0], reverse=True)
+        current = [op for _, op in ordered if not op.contract.deprecated]
+        return current[0] if current else ordered[0][1]
+
+    def resolve(self, key: str, version: str | None = None) -> Operation | None:
+        """The operation for ``key`` at ``version``; latest non-deprecated when unpinned."""
+        if version is None:
+            return self._latest.get(key)
+        versions = self._versions.get(key)
+        if versions is None:
+            return None
+        try:
+            return versions.get(semver.Version.parse(version.removeprefix("v")))
+        except ValueError:
+            return None
+
+    def resource(self, name: str) -> ResourceType:
+        return self._resources[name]
+
+    def operations(self) -> Iterator[Operation]:
+        """Every installed operation, sorted by key then version."""
+        for key in sorted(self._versions):
+            for version in sorted(self._versions[key]):
+                yield self._versions[key][version]
+
+    def latest(self) -> Iterator[Operation]:
+        """The operation each unversioned key resolves to."""
+        for key in sorted(self._latest):
+            yield self._latest[key]
+
+    def is_latest(self, operation: Operation) -> bool:
+        return self._latest.get(operation.contract.key) is operation
+
+    def check(self) -> None:
+        """Refuse at start-up what would fail per call: rules on resources with no loader,
+        or a loader whose not-found error the contract does not declare."""
+        for op in self.operations():
+            for rule in op.contract.policy.rules:
+                if rule.condition is None:
+                    continue
+                resource = self._resources.get(rule.resource)
+                if resource is None:
+                    raise ContractError(
+                        f"{op.contract.ref}: no loader installed for resource {rule.resource!r}"
+                    )
+                if op.contract.declared_error(resource.not_found.code) is None:
+                    raise ContractError(
+                        f"{op.contract.ref}: must declare {resource.not_found.code}, "
+                        f"which its {rule.resource!r} rule can answer"
+                    )
+
+
+def install_op(registry: Registry, contract: Contract, handler: Handler) -> None:
+    """Install ``handler`` as the implementation of ``contract``."""
+    registry.add(contract, handler)
+
+
+def install_resource(
+    registry: Registry, name: str, loader: ResourceLoader, *, not_found: ErrorSpec
+) -> None:
+    """Install the loader policy conditions use for resources called ``name``."""
+    registry.add_resource(ResourceType(name, loader, not_found))

@@ -1,0 +1,251 @@
+"""The ``specops`` command: serve, inspect operations, call them, manage keys and the schema."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+
+from registry.invocation import Invocation
+from specops.app import Server
+from specops.logging import configure_logging
+from specops.settings import Settings
+from storage import migrate
+from transports.openapi import openapi_document
+
+T = TypeVar("T")
+
+
+def _run(work: Callable[[Server], Awaitable[T]]) -> T:
+    """Build a server (no HTTP), run ``work`` on it, and close it."""
+
+    async def main() -> T:
+        server = Server.build()
+        try:
+            return await work(server)
+        finally:
+            await server.close()
+
+    return asyncio.run(main())
+
+
+@click.group()
+def main() -> None:
+    """specops: contract-first operations server."""
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int)
+@click.option(
+    "--migrate/--no-migrate",
+    "run_migrations",
+    default=True,
+    show_default=True,
+    help="Apply pending migrations before serving.",
+)
+def serve(host: str, port: int, workers: int, run_migrations: bool) -> None:
+    """Serve every transport over HTTP."""
+    import uvicorn
+
+    if run_migrations:
+        _run(lambda s: migrate.upgrade(s.db))
+    uvicorn.run(
+        "specops.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@main.group()
+def ops() -> None:
+    """Inspect installed operations."""
+
+
+@ops.command("list")
+def ops_list() -> None:
+    """A table of every installed contract."""
+    server = Server.build()
+    rows = [("KEY", "VERSION", "KIND", "STABILITY", "AUTH", "TITLE")]
+    for op in server.registry.operations():
+        c = op.contract
+        latest = "" if server.registry.is_latest(op) else " (older)"
+        rows.append((c.key, f"{c.version}{latest}", c.kind, c.stability, c.policy.auth, c.title))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@ops.command("show")
+@click.argument("key")
+@click.option("--version", default=None)
+def ops_show(key: str, version: str | None) -> None:
+    """Everything a contract declares."""
+    server = Server.build()
+    op = server.registry.resolve(key, version)
+    if op is None:
+        raise click.ClickException(f"no operation {key}")
+    c = op.contract
+    doc: dict[str, Any] = {
+        "key": c.key,
+        "version": str(c.version),
+        "kind": c.kind,
+        "title": c.title,
+        "description": c.description,
+        "goal": c.goal,
+        "context": c.context,
+        "owners": list(c.owners),
+        "tags": list(c.tags),
+        "stability": c.stability,
+        "domain": c.domain,
+        "policy": {
+            "auth": c.policy.auth,
+            "rules": [[r.resource, r.action, r.condition] for r in c.policy.rules],
+        },
+        "errors": [
+            {"code": e.code, "status": e.status, "description": e.title, "retryable": e.retryable}
+            for e in c.errors
+        ],
+        "input": c.input.model_json_schema(by_alias=True),
+        "output": c.output.model_json_schema(by_alias=True, mode="serialization"),
+    }
+    if c.deprecation:
+        doc["deprecation"] = {
+            "reason": c.deprecation.reason,
+            "sunset": str(c.deprecation.sunset) if c.deprecation.sunset else None,
+            "replacedBy": c.deprecation.replaced_by,
+        }
+    click.echo(json.dumps(doc, indent=2))
+
+
+@main.command()
+@click.argument("key")
+@click.option("--input", "raw_input", default="{}", help="The input as JSON.")
+@click.option("--version", default=None)
+@click.option(
+    "--api-key", envvar="SPECOPS_API_KEY", default=None, help="Credentials (or SPECOPS_API_KEY)."
+)
+@click.option("--idempotency-key", default=None)
+def call(
+    key: str, raw_input: str, version: str | None, api_key: str | None, idempotency_key: str | None
+) -> None:
+    """Invoke an operation through the pipeline (transport "cli")."""
+    try:
+        payload = json.loads(raw_input)
+        wire_error = None
+    except ValueError:
+        from registry.errors import CATALOGUE
+
+        payload, wire_error = None, CATALOGUE.MALFORMED_REQUEST("--input is not valid JSON")
+    invocation = Invocation(
+        key=key,
+        version=version,
+        input=payload,
+        transport="cli",
+        credentials=api_key,
+        idempotency_key=idempotency_key,
+        client="cli",
+        wire_error=wire_error,
+    )
+    outcome = _run(lambda s: s.invoke(invocation))
+    if outcome.ok:
+        click.echo(json.dumps(outcome.output, indent=2))
+        return
+    click.echo(json.dumps(outcome.problem_body(), indent=2), err=True)
+    sys.exit(1)
+
+
+@main.command()
+def openapi() -> None:
+    """Print the OpenAPI 3.1 document."""
+    click.echo(json.dumps(openapi_document(Server.build().registry), indent=2))
+
+
+@main.group()
+def keys() -> None:
+    """Manage API keys."""
+
+
+@keys.command("create")
+@click.option("--tenant", required=True)
+@click.option("--user", "actor_id", required=True, help="The actor id the key acts as.")
+@click.option("--role", "roles", multiple=True, required=True, help="Repeat for several roles.")
+@click.option("--kind", type=click.Choice(["user", "service", "agent"]), default="user")
+@click.option("--description", default=None)
+def keys_create(
+    tenant: str, actor_id: str, roles: tuple[str, ...], kind: str, description: str | None
+) -> None:
+    """Create a key; its secret is printed once, here, and never again."""
+
+    async def work(server: Server) -> str:
+        _, token = await server.api_keys.create(
+            tenant_id=tenant,
+            actor_id=actor_id,
+            roles=roles,
+            kind=kind,  # type: ignore[arg-type]
+            description=description,
+        )
+        return token
+
+    token = _run(work)
+    click.echo(token)
+
+
+@keys.command("list")
+@click.option("--tenant", default=None)
+def keys_list(tenant: str | None) -> None:
+    """List keys (ids, never secrets)."""
+    for key in _run(lambda s: s.api_keys.list(tenant)):
+        state = "revoked" if key.revoked_at else "active"
+        click.echo(
+            f"{key.id}  {key.tenant_id}  {key.actor_id}  {key.kind}  {','.join(key.roles)}  {state}"
+        )
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key by id."""
+    if not _run(lambda s: s.api_keys.revoke(key_id)):
+        raise click.ClickException(f"no active key {key_id}")
+    click.echo(f"revoked {key_id}")
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to a revision."""
+    _run(lambda s: migrate.upgrade(s.db, revision))
+    click.echo(f"database at {_run(migrate_current)}")
+
+
+async def migrate_current(server: Server) -> str | None:
+    return await migrate.current_revision(server.db)
+
+
+@db.command("current")
+def db_current() -> None:
+    """Print the database's revision."""
+    click.echo(str(_run(migrate_current)))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

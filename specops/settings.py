@@ -1,0 +1,32 @@
+"""Configuration, from the environment only (and a .env file in development)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from storage.database import DEFAULT_URL
+
+
+class Settings(BaseSettings):
+    """Every setting the server reads. Secrets are ``SecretStr`` and never printed."""
+
+    model_config = SettingsConfigDict(env_prefix="SPECOPS_", extra="ignore")
+
+    database_url: str = Field(
+        DEFAULT_URL, validation_alias=AliasChoices("DATABASE_URL", "SPECOPS_DATABASE_URL")
+    )
+    stripe_secret_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("STRIPE_SECRET_KEY")
+    )
+    stripe_webhook_secret: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("STRIPE_WEBHOOK_SECRET")
+    )
+    stripe_api_base: str | None = Field(None, validation_alias=AliasChoices("STRIPE_API_BASE"))
+    environment: Literal["development", "production", "test"] = "development"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    identity_cache_seconds: float = 10.0
+    idempotency_wait_seconds: float = 10.0

@@ -1,0 +1,1 @@
+"""Contracts only: models and command/query declarations, grouped by domain. No I/O."""

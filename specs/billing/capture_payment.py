@@ -1,0 +1,54 @@
+"""billing.capturePayment: the seed's "first operation", unchanged in shape."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from registry.contract import command
+from registry.fields import NonEmptyString
+from registry.model import WireModel
+from specs.billing.errors import (
+    AMOUNT_MISMATCH,
+    CARD_DECLINED,
+    INVOICE_ALREADY_PAID,
+    INVOICE_NOT_FOUND,
+    PAYMENT_IN_PROGRESS,
+    PAYMENT_METHOD_INVALID,
+)
+from specs.billing.models import PricedInput
+
+
+class CapturePaymentInput(PricedInput):
+    invoice_id: NonEmptyString
+    payment_method_id: NonEmptyString = Field(description="Stripe PaymentMethod id, pm_...")
+
+
+class PaymentResult(WireModel):
+    transaction_id: str
+    status: str = Field(description="Stripe PaymentIntent status, e.g. succeeded")
+    receipt_url: str | None = None
+
+
+CapturePayment = command(
+    key="billing.capturePayment",
+    version="1.0.0",
+    title="Capture payment",
+    description="Process a payment for an invoice",
+    goal="Capture funds from customer payment method",
+    context="Called when customer confirms purchase",
+    owners=["team-billing"],
+    tags=["payments", "stripe", "critical"],
+    stability="stable",
+    input=CapturePaymentInput,
+    output=PaymentResult,
+    errors=[
+        INVOICE_NOT_FOUND,
+        INVOICE_ALREADY_PAID,
+        PAYMENT_IN_PROGRESS,
+        AMOUNT_MISMATCH,
+        CARD_DECLINED,
+        PAYMENT_METHOD_INVALID,
+    ],
+    auth="user",
+    rules=[("invoice", "pay", "owner")],
+)

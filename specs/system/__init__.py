@@ -1,0 +1,5 @@
+"""System contracts."""
+
+from specs.system.ping import Ping
+
+__all__ = ["Ping"]

@@ -1,0 +1,1 @@
+"""Database access: engine, table definitions, migrations and small stores."""

@@ -1,0 +1,103 @@
+"""Every table, as SQLAlchemy Core. Migrations under ``storage/migrations`` create them.
+
+Business rows carry ``tenant_id``; every query on them filters by the caller's tenant.
+Money is integer minor units with its currency.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("actor_id", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("roles", Text, nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("owner_id", String(128), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("transaction_id", String(255), nullable=True),
+    Column("paid_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_invoices_tenant_owner_created", "tenant_id", "owner_id", "created_at"),
+    Index("ix_invoices_tenant_created", "tenant_id", "created_at"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("actor_id", String(128), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(255), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("response", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("completed_at", DateTime(timezone=True), nullable=True),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Column("transport", String(16), nullable=False),
+    Column("client", String(128), nullable=True),
+    Column("tenant_id", String(64), nullable=True),
+    Column("actor_id", String(128), nullable=True),
+    Column("actor_kind", String(16), nullable=True),
+    Column("credential_id", String(32), nullable=True),
+    Column("operation_key", String(200), nullable=False),
+    Column("operation_version", String(64), nullable=True),
+    Column("decision", String(8), nullable=False),
+    Column("outcome", String(64), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("idempotency_key", String(255), nullable=True),
+    Column("replayed", Boolean, nullable=False),
+    Column("input_digest", String(64), nullable=True),
+    Column("detail", Text, nullable=True),
+    Index("ix_audit_events_tenant_at", "tenant_id", "at"),
+    Index("ix_audit_events_request_id", "request_id"),
+)

@@ -1,0 +1,1 @@
+"""One module per transport, plus the ASGI app that mounts them."""

@@ -1,0 +1,79 @@
+"""The ASGI app: every transport's routes, the OpenAPI document, health and readiness."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from registry.invocation import request_id_from
+from registry.pipeline import Pipeline
+from transports.http import problem_response
+from transports.openapi import openapi_document
+from transports.rest import RestTransport
+
+ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
+Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Unknown paths and methods answer problem documents too."""
+    assert isinstance(exc, HTTPException)
+    code = "OP_NOT_FOUND" if exc.status_code == 404 else "MALFORMED_REQUEST"
+    request_id = request_id_from(request.headers.get("x-request-id"))
+    body = {
+        "type": f"https://specops.dev/problems/{code.lower().replace('_', '-')}",
+        "title": exc.detail,
+        "status": exc.status_code,
+        "code": code,
+        "detail": exc.detail,
+        "requestId": request_id,
+    }
+    headers = dict(exc.headers or {})
+    headers["X-Request-Id"] = request_id
+    return problem_response(body, exc.status_code, headers)
+
+
+def create_asgi_app(
+    pipeline: Pipeline,
+    *,
+    readiness: ReadinessCheck,
+    lifespan: Lifespan | None = None,
+    title: str = "specops",
+) -> Starlette:
+    document = openapi_document(pipeline.registry, title=title)
+
+    async def openapi(_: Request) -> Response:
+        return JSONResponse(document)
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        checks = await readiness()
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "unavailable", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    routes: list[Any] = [
+        *RestTransport(pipeline).routes(),
+        Route("/api/openapi.json", openapi, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error},
+        lifespan=lifespan,
+    )
+
+
+__all__ = ["AsyncIterator", "create_asgi_app"]

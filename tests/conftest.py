@@ -1,0 +1,63 @@
+"""Fixtures: real databases (SQLite, PostgreSQL), localstripe, and running servers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from specops.logging import configure_logging
+from storage import migrate
+from storage.database import Database
+from tests.support.databases import postgres_available, postgres_database, sqlite_url
+from tests.support.processes import start_localstripe
+from tests.support.stack import Stack
+
+configure_logging("console", "warning")
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="session")
+def localstripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A localstripe server on 127.0.0.1, for the real stripe SDK."""
+    running = start_localstripe(tmp_path_factory.mktemp("localstripe"))
+    try:
+        yield running.url
+    finally:
+        running.stop()
+
+
+async def _database_url(backend: str, tmp: Path) -> AsyncIterator[str]:
+    if backend == "sqlite":
+        yield sqlite_url(tmp)
+        return
+    reason = await postgres_available()
+    if reason:
+        pytest.skip(reason)
+    async with postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated, empty database of each backend, for in-process tests."""
+    async for url in _database_url(request.param, tmp_path):
+        db = Database(url)
+        await migrate.upgrade(db)
+        try:
+            yield db
+        finally:
+            await db.dispose()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+async def stack(
+    request: pytest.FixtureRequest, localstripe: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
+    """A running specops server (uvicorn, a free port) on each backend, with localstripe."""
+    tmp = tmp_path_factory.mktemp(f"stack-{request.param}")
+    async for url in _database_url(request.param, tmp):
+        async with Stack.start(tmp, url, localstripe) as running:
+            yield running

@@ -1,0 +1,1 @@
+"""Test helpers: real servers (specops, localstripe) as subprocesses, databases."""

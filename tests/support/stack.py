@@ -1,0 +1,77 @@
+"""A running specops server plus direct access to its database, for end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from policy.api_keys import ApiKeyStore
+from storage.database import Database
+from storage.tables import audit_events
+from tests.support.processes import Running, start_specops
+
+STRIPE_TEST_KEY = "sk_test_specops_e2e_0123456789"
+
+
+@dataclass
+class Stack:
+    url: str
+    database_url: str
+    stripe_url: str
+    db: Database
+    server: Running
+
+    @classmethod
+    @asynccontextmanager
+    async def start(cls, tmp: Path, database_url: str, stripe_url: str) -> AsyncIterator[Stack]:
+        server = start_specops(
+            tmp,
+            {
+                "DATABASE_URL": database_url,
+                "STRIPE_SECRET_KEY": STRIPE_TEST_KEY,
+                "STRIPE_API_BASE": stripe_url,
+            },
+        )
+        db = Database(database_url)
+        try:
+            yield cls(server.url, database_url, stripe_url, db, server)
+        finally:
+            server.stop()
+            await db.dispose()
+
+    def client(self, token: str | None = None, **kwargs: Any) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30, **kwargs)
+
+    async def key(
+        self, tenant: str, user: str, roles: Sequence[str] = ("user",), kind: str = "user"
+    ) -> str:
+        _, token = await ApiKeyStore(self.db).create(
+            tenant_id=tenant,
+            actor_id=user,
+            roles=tuple(roles),
+            kind=kind,  # type: ignore[arg-type]
+        )
+        return token
+
+    async def audit(self, request_id: str, *, wait: float = 5.0) -> list[dict[str, Any]]:
+        """The audit rows of one request. Query records are written asynchronously, so
+        this waits (up to ``wait`` seconds) for at least one to appear."""
+        deadline = time.monotonic() + wait
+        while True:
+            async with self.db.connect() as conn:
+                rows = await conn.execute(
+                    select(audit_events).where(audit_events.c.request_id == request_id)
+                )
+                found = [dict(r) for r in rows.mappings().all()]
+            if found or time.monotonic() > deadline:
+                return found
+            await asyncio.sleep(0.05)

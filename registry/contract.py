@@ -50,11 +50,25 @@ class Rule:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``rpm`` calls a minute, counted per actor, per tenant, or for everyone."""
+
+    rpm: int
+    per: Literal["actor", "tenant", "global"] = "actor"
+
+    def __post_init__(self) -> None:
+        if self.rpm < 1:
+            raise ContractError("a rate limit needs rpm >= 1")
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
-    """Who may invoke: an auth level plus rules, all of which must allow."""
+    """Who may invoke: an auth level plus rules, all of which must allow, and an optional
+    rate limit."""
 
     auth: AuthLevel = "user"
     rules: tuple[Rule, ...] = ()
+    rate_limit: RateLimit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +150,7 @@ def _declare(
     rules: Iterable[RuleLike] = (),
     deprecation: Deprecation | None = None,
     timeout_seconds: float = 30.0,
+    rate_limit: RateLimit | None = None,
 ) -> Contract:
     if not KEY_PATTERN.match(key):
         raise ContractError(f"contract key {key!r} must look like 'domain.verbNoun'")
@@ -172,7 +187,7 @@ def _declare(
         input=input,
         output=output,
         errors=declared,
-        policy=Policy(auth, parsed_rules),
+        policy=Policy(auth, parsed_rules, rate_limit),
         deprecation=deprecation,
         timeout_seconds=timeout_seconds,
     )
@@ -197,6 +212,7 @@ class ContractFields(TypedDict, total=False):
     rules: Iterable[RuleLike]
     deprecation: Deprecation | None
     timeout_seconds: float
+    rate_limit: RateLimit | None
 
 
 def command(**fields: Unpack[ContractFields]) -> Contract:

@@ -1,6 +1,6 @@
 """The one invocation path: every transport's call runs these stages, in this order.
 
-    resolve -> identify -> validate input -> authorize -> idempotency -> handler
+    resolve -> identify -> validate input -> authorize -> rate limit -> idempotency -> handler
             -> validate output, then settle the idempotency key and write the audit record.
 
 Each stage is a method that reads and fills the ``Call`` and raises ``OperationError`` to
@@ -30,6 +30,7 @@ from registry.ports import (
     IdempotencyScope,
     IdempotencyStore,
     IdentityResolver,
+    RateLimiter,
     StoredOutcome,
 )
 from registry.registry import Operation, Registry, ResourceAttrs
@@ -102,6 +103,7 @@ class Pipeline:
         authorizer: Authorizer,
         idempotency: IdempotencyStore,
         audit: AuditSink,
+        rate_limiter: RateLimiter,
         idempotency_wait_seconds: float = 10.0,
     ) -> None:
         self.registry = registry
@@ -109,12 +111,14 @@ class Pipeline:
         self.authorizer = authorizer
         self.idempotency = idempotency
         self.audit = audit
+        self.rate_limiter = rate_limiter
         self.idempotency_wait_seconds = idempotency_wait_seconds
         self.stages = (
             self.resolve,
             self.identify,
             self.validate_input,
             self.authorize,
+            self.limit_rate,
             self.check_idempotency,
             self.run_handler,
         )
@@ -223,6 +227,28 @@ class Pipeline:
                 raise CATALOGUE.FORBIDDEN(f"Only the {rule.resource}'s owner may {rule.action} it")
             call.resources[rule.resource] = attrs
         call.decision = "allow"
+
+    async def limit_rate(self, call: Call) -> None:
+        assert call.operation is not None and call.actor is not None
+        contract = call.operation.contract
+        limit = contract.policy.rate_limit
+        if limit is None:
+            return
+        actor = call.actor
+        if limit.per == "global":
+            subject = "*"
+        elif limit.per == "tenant":
+            subject = actor.tenant_id or "anonymous"
+        elif actor.authenticated:
+            subject = f"{actor.tenant_id}/{actor.id}"
+        else:
+            subject = f"anonymous/{call.invocation.client}"
+        wait = await self.rate_limiter.hit(f"{contract.key}|{limit.per}|{subject}", limit)
+        if wait is not None:
+            raise CATALOGUE.RATE_LIMITED(
+                f"{contract.key} allows {limit.rpm} calls a minute per {limit.per}",
+                headers={"Retry-After": str(int(wait))},
+            )
 
     async def check_idempotency(self, call: Call) -> None:
         assert call.operation is not None and call.actor is not None

@@ -7,6 +7,7 @@ from typing import Any, Literal, Protocol
 
 from audit.record import AuditRecord
 from policy.actor import Actor
+from registry.contract import RateLimit
 from registry.errors import Problem
 
 
@@ -20,6 +21,12 @@ class Authorizer(Protocol):
     """Answers whether an actor's roles grant ``action`` on ``resource`` in its tenant."""
 
     async def allowed(self, actor: Actor, resource: str, action: str) -> bool: ...
+
+
+class RateLimiter(Protocol):
+    """Counts a call against ``limit`` in ``bucket``; returns seconds to wait when over it."""
+
+    async def hit(self, bucket: str, limit: RateLimit) -> float | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,5 +78,6 @@ __all__ = [
     "IdempotencyScope",
     "IdempotencyStore",
     "IdentityResolver",
+    "RateLimiter",
     "StoredOutcome",
 ]

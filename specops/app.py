@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from audit.log import AuditLog
 from policy.api_keys import ApiKeyIdentity, ApiKeyStore
 from policy.enforcer import CasbinAuthorizer
+from policy.rate_limit import LimitsRateLimiter
 from registry.invocation import Invocation, Outcome
 from registry.pipeline import Pipeline
 from registry.registry import Registry
@@ -50,6 +51,7 @@ class Server:
             authorizer=authorizer,
             idempotency=SqlIdempotencyStore(db),
             audit=audit,
+            rate_limiter=LimitsRateLimiter(settings.rate_limit_storage),
             idempotency_wait_seconds=settings.idempotency_wait_seconds,
         )
         return cls(settings, db, registry, api_keys, identity, authorizer, audit, pipeline)

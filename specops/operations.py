@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+
 from handlers.billing.capture_payment import CapturePaymentHandler
 from handlers.billing.invoices import InvoiceHandlers
 from handlers.billing.invoices_store import InvoiceStore
@@ -27,5 +30,20 @@ def build_registry(db: Database, settings: Settings) -> Registry:
     install_op(registry, billing.ListInvoices, invoices.list_invoices)
     install_op(registry, billing.CapturePayment, CapturePaymentHandler(invoices.store, stripe))
 
+    for installer in settings.extra_operations.split(","):
+        if installer.strip():
+            load_installer(installer.strip())(registry, db, settings)
+
     registry.check()
     return registry
+
+
+def load_installer(path: str) -> Callable[[Registry, Database, Settings], None]:
+    """Import ``module:function`` named by SPECOPS_EXTRA_OPERATIONS."""
+    module_name, _, attribute = path.partition(":")
+    if not attribute:
+        raise ValueError(f"extra operations installer {path!r} must look like 'module:function'")
+    installer = getattr(importlib.import_module(module_name), attribute)
+    if not callable(installer):
+        raise ValueError(f"{path} is not callable")
+    return installer  # type: ignore[no-any-return]

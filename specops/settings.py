@@ -29,4 +29,12 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     identity_cache_seconds: float = 10.0
+    rate_limit_storage: str = Field(
+        "async+memory://", description="A `limits` async storage URI, e.g. async+redis://..."
+    )
+    extra_operations: str = Field(
+        "",
+        description="Comma-separated 'module:function' installers called as "
+        "function(registry, db, settings) after the built-in operations",
+    )
     idempotency_wait_seconds: float = 10.0

@@ -21,7 +21,10 @@ class LimitsRateLimiter:
     """A moving-window limiter over a ``limits`` storage."""
 
     def __init__(self, storage_uri: str = "async+memory://") -> None:
-        self.storage: Storage = storage_from_string(storage_uri)
+        storage = storage_from_string(storage_uri)
+        if not isinstance(storage, Storage):
+            raise ValueError(f"rate limit storage {storage_uri!r} must be an async+ URI")
+        self.storage = storage
         self.limiter = MovingWindowRateLimiter(self.storage)
         self._items: dict[int, RateLimitItemPerMinute] = {}
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -14,7 +15,9 @@ import structlog
 REDACTED_KEYS = frozenset({"authorization", "password", "secret", "token", "api_key", "card"})
 
 
-def _redact(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+def _redact(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     for key in list(event):
         if key.lower() in REDACTED_KEYS:
             event[key] = "[redacted]"

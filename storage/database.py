@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +53,11 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 
-    def connect(self) -> Any:
+    def connect(self) -> AsyncConnection:
         """``async with db.connect() as conn`` for reads."""
         return self.engine.connect()
 
-    def begin(self) -> Any:
+    def begin(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """``async with db.begin() as conn`` for a transaction that commits on success."""
         return self.engine.begin()
 

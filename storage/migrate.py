@@ -22,14 +22,16 @@ def alembic_config() -> Config:
 
 
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head: str | None = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return head
 
 
 async def current_revision(db: Database) -> str | None:
     """The revision the database is at; None for an empty database."""
 
     def read(conn: Connection) -> str | None:
-        return MigrationContext.configure(conn).get_current_revision()
+        revision: str | None = MigrationContext.configure(conn).get_current_revision()
+        return revision
 
     async with db.connect() as conn:
         return await conn.run_sync(read)

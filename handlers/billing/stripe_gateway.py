@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import stripe
 import structlog
 from pydantic import SecretStr
+from stripe._base_address import BaseAddresses
 
 from registry.errors import CATALOGUE
 
@@ -45,7 +46,7 @@ class StripeGateway:
     ) -> None:
         self._client: stripe.StripeClient | None = None
         if secret_key is not None and secret_key.get_secret_value():
-            addresses: stripe.BaseAddresses = {"api": api_base} if api_base else {}
+            addresses: BaseAddresses = {"api": api_base} if api_base else {}
             self._client = stripe.StripeClient(
                 secret_key.get_secret_value(),
                 base_addresses=addresses,

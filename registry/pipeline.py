@@ -142,6 +142,35 @@ class Pipeline:
             call.error = CATALOGUE.INTERNAL()
         return await self.finish(call)
 
+    async def actor_for(self, credentials: str | None) -> Actor | None:
+        """The actor behind credentials, or None when they are refused. For listings
+        (MCP tools/list, GraphQL schema views), which are not invocations."""
+        try:
+            return await self.identity.resolve(credentials)
+        except OperationError:
+            return None
+
+    async def may_attempt(self, actor: Actor, operation: Operation) -> bool:
+        """Whether ``actor`` passes the auth level and the role grants of ``operation``
+        (resource conditions such as ``owner`` are only known per call)."""
+        contract = operation.contract
+        auth = contract.policy.auth
+        if auth == "anonymous":
+            return True
+        if not actor.authenticated:
+            return False
+        if (auth == "admin" and not actor.is_admin) or (
+            auth == "service" and actor.kind != "service"
+        ):
+            return False
+        rules = contract.policy.rules
+        if not rules:
+            return await self.authorizer.allowed(actor, "op", contract.key)
+        for rule in rules:
+            if not await self.authorizer.allowed(actor, rule.resource, rule.action):
+                return False
+        return True
+
     async def finish(self, call: Call) -> Outcome:
         outcome = call.outcome()
         await self.settle_idempotency(call, outcome)

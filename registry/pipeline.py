@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from policy.actor import Actor
 from registry.context import Context
+from registry.contract import Contract, Rule
 from registry.errors import CATALOGUE, PASS_THROUGH_CODES, Issue, OperationError, Problem
 from registry.invocation import Invocation, OperationRef, Outcome
 from registry.model import WireModel
@@ -92,6 +93,24 @@ def summarize(issues: tuple[Issue, ...]) -> str:
     return f"{len(issues)} invalid field{'s' if len(issues) != 1 else ''}: {shown}{more}"
 
 
+def level_refusal(actor: Actor, contract: Contract) -> OperationError | None:
+    """Why ``actor`` falls short of the contract's auth level, or None."""
+    auth = contract.policy.auth
+    if auth == "anonymous":
+        return None
+    if not actor.authenticated:
+        return CATALOGUE.UNAUTHENTICATED("This operation needs credentials")
+    if (auth == "admin" and not actor.is_admin) or (auth == "service" and actor.kind != "service"):
+        return CATALOGUE.FORBIDDEN(f"This operation needs a caller of level {auth!r}")
+    return None
+
+
+def granted_rules(contract: Contract) -> tuple[Rule, ...]:
+    """The rules policy must grant; a contract without rules is granted as ``op:<key>``,
+    so nothing is allowed that the policy does not name (deny by default)."""
+    return contract.policy.rules or (Rule("op", contract.key),)
+
+
 class Pipeline:
     """Runs invocations against a registry with the given policy, storage and audit."""
 
@@ -154,19 +173,11 @@ class Pipeline:
         """Whether ``actor`` passes the auth level and the role grants of ``operation``
         (resource conditions such as ``owner`` are only known per call)."""
         contract = operation.contract
-        auth = contract.policy.auth
-        if auth == "anonymous":
+        if contract.policy.auth == "anonymous":
             return True
-        if not actor.authenticated:
+        if level_refusal(actor, contract) is not None:
             return False
-        if (auth == "admin" and not actor.is_admin) or (
-            auth == "service" and actor.kind != "service"
-        ):
-            return False
-        rules = contract.policy.rules
-        if not rules:
-            return await self.authorizer.allowed(actor, "op", contract.key)
-        for rule in rules:
+        for rule in granted_rules(contract):
             if not await self.authorizer.allowed(actor, rule.resource, rule.action):
                 return False
         return True
@@ -226,22 +237,15 @@ class Pipeline:
         assert call.operation is not None and call.actor is not None and call.input is not None
         contract = call.operation.contract
         actor = call.actor
-        auth = contract.policy.auth
-        if auth == "anonymous":
+        if contract.policy.auth == "anonymous":
             call.decision = "allow"
             return
-        if (auth == "admin" and not actor.is_admin) or (
-            auth == "service" and actor.kind != "service"
-        ):
-            call.decision = "deny"
-            raise CATALOGUE.FORBIDDEN(f"This operation needs a caller of level {auth!r}")
-        rules = contract.policy.rules or ()
-        if not rules and not await self.authorizer.allowed(actor, "op", contract.key):
-            call.decision = "deny"
-            raise CATALOGUE.FORBIDDEN(f"Policy does not grant {contract.key}")
-        for rule in rules:
+        call.decision = "deny"
+        refusal = level_refusal(actor, contract)
+        if refusal is not None:
+            raise refusal
+        for rule in granted_rules(contract):
             if not await self.authorizer.allowed(actor, rule.resource, rule.action):
-                call.decision = "deny"
                 raise CATALOGUE.FORBIDDEN(f"Policy does not grant {rule.action} on {rule.resource}")
             if rule.condition is None:
                 continue
@@ -249,10 +253,8 @@ class Pipeline:
             resource_id = str(getattr(call.input, rule.resource_id_field))
             attrs = await resource.loader(resource_id, actor)
             if attrs is None or attrs.tenant_id != actor.tenant_id:
-                call.decision = "deny"
                 raise resource.not_found(f"No {rule.resource} {resource_id}")
             if rule.condition == "owner" and attrs.owner_id != actor.id:
-                call.decision = "deny"
                 raise CATALOGUE.FORBIDDEN(f"Only the {rule.resource}'s owner may {rule.action} it")
             call.resources[rule.resource] = attrs
         call.decision = "allow"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_type_hints
 
 import semver
 
@@ -15,6 +16,24 @@ from registry.errors import ErrorSpec
 from registry.model import WireModel
 
 Handler = Callable[[Any, Context], Awaitable[WireModel | dict[str, Any]]]
+
+
+def handler_input_type(handler: Handler) -> type | None:
+    """The class a handler annotates its input with, when it says."""
+    target = handler if inspect.isfunction(handler) or inspect.ismethod(handler) else None
+    if target is None:
+        target = getattr(type(handler), "__call__", None)  # noqa: B004
+    if target is None:
+        return None
+    try:
+        hints = get_type_hints(target)
+    except (NameError, TypeError):
+        return None
+    params = [p for p in inspect.signature(target).parameters if p not in ("self", "return")]
+    if not params:
+        return None
+    hint = hints.get(params[0])
+    return hint if isinstance(hint, type) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +82,12 @@ class Registry:
             raise ContractError(f"{contract.ref} is installed twice")
         if not callable(handler):
             raise ContractError(f"{contract.ref}: handler is not callable")
+        expected = handler_input_type(handler)
+        if expected is not None and expected is not contract.input:
+            raise ContractError(
+                f"{contract.ref}: handler {getattr(handler, '__qualname__', handler)!r} takes "
+                f"{expected.__name__}, but the contract's input is {contract.input.__name__}"
+            )
         versions[contract.version] = Operation(contract, handler)
         self._latest[contract.key] = self._pick_latest(versions)
 

@@ -35,6 +35,8 @@ def hash_token(token: str) -> str:
 
 def new_token(environment: str = "live") -> tuple[str, str]:
     """A fresh ``(key_id, token)``; the token is shown to its owner once and never stored."""
+    if not environment.isalnum():
+        raise ValueError("a key environment is letters and digits only, e.g. live or test")
     key_id = "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
     return key_id, f"sk_{environment}_{key_id}_{secrets.token_urlsafe(32)}"
 
@@ -173,6 +175,14 @@ class ApiKeyIdentity:
 
     def forget(self) -> None:
         self._cache.clear()
+
+    async def revoke(self, key_id: str) -> bool:
+        """Revoke a key and drop it from this process's cache at once."""
+        revoked = await self.store.revoke(key_id)
+        for digest, (_, actor) in list(self._cache.items()):
+            if actor.credential_id == key_id:
+                del self._cache[digest]
+        return revoked
 
     async def resolve(self, credentials: str | None) -> Actor:
         if credentials is None:

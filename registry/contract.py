@@ -152,7 +152,7 @@ def _declare(
     timeout_seconds: float = 30.0,
     rate_limit: RateLimit | None = None,
 ) -> Contract:
-    if not KEY_PATTERN.match(key):
+    if not KEY_PATTERN.fullmatch(key):
         raise ContractError(f"contract key {key!r} must look like 'domain.verbNoun'")
     try:
         parsed = semver.Version.parse(version)
@@ -161,6 +161,7 @@ def _declare(
     for model in (input, output):
         if not (isinstance(model, type) and issubclass(model, WireModel)):
             raise ContractError(f"{key}: IO models must subclass registry.model.WireModel")
+    owner_list = tuple(owners)
     declared = tuple(errors)
     codes = [e.code for e in declared]
     if len(set(codes)) != len(codes):
@@ -171,7 +172,7 @@ def _declare(
             raise ContractError(
                 f"{key}: rule on {rule.resource!r} needs input field {rule.resource_id_field!r}"
             )
-    if auth != "anonymous" and not owners:
+    if auth != "anonymous" and not owner_list:
         raise ContractError(f"{key}: a contract needs at least one owner")
     return Contract(
         kind=kind,
@@ -181,7 +182,7 @@ def _declare(
         description=description,
         goal=goal,
         context=context,
-        owners=tuple(owners),
+        owners=owner_list,
         tags=tuple(tags),
         stability=stability,
         input=input,

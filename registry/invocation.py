@@ -15,7 +15,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 
 def request_id_from(candidate: str | None) -> str:
     """Keep a caller's request id when it is sane, otherwise mint one."""
-    if candidate and _REQUEST_ID.match(candidate):
+    if candidate and _REQUEST_ID.fullmatch(candidate):
         return candidate
     return uuid.uuid4().hex
 

@@ -6,7 +6,7 @@ currency has is refused rather than rounded. Exponents follow Stripe's currency 
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Context, Decimal
 
 ZERO_DECIMAL = frozenset(
     [
@@ -43,9 +43,12 @@ def exponent(currency: str) -> int:
 
 def to_minor(amount: Decimal, currency: str) -> int:
     """``Decimal('12.5'), 'usd'`` -> ``1250``; ValueError if it has too many decimals."""
-    scaled = amount.scaleb(exponent(currency))
-    if scaled != scaled.to_integral_value():
-        places = exponent(currency)
+    if not amount.is_finite():
+        raise ValueError("an amount must be a finite number")
+    places = exponent(currency)
+    exact = Context(prec=len(amount.as_tuple().digits) + places + 1)
+    scaled = amount.scaleb(places, context=exact)
+    if scaled != scaled.to_integral_value(context=exact):
         raise ValueError(f"{currency.upper()} amounts have at most {places} decimal places")
     return int(scaled)
 

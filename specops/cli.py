@@ -218,7 +218,7 @@ def keys_list(tenant: str | None) -> None:
 @click.argument("key_id")
 def keys_revoke(key_id: str) -> None:
     """Revoke a key by id."""
-    if not _run(lambda s: s.api_keys.revoke(key_id)):
+    if not _run(lambda s: s.identity.revoke(key_id)):
         raise click.ClickException(f"no active key {key_id}")
     click.echo(f"revoked {key_id}")
 

@@ -30,6 +30,7 @@ def encode(stored: StoredOutcome) -> str:
             "detail": p.detail,
             "retryable": p.retryable,
             "issues": [i.as_dict() for i in p.issues],
+            "headers": p.headers,
         }
     return json.dumps({"output": stored.output, "problem": problem})
 
@@ -46,6 +47,7 @@ def decode(text: str) -> StoredOutcome:
             raw["detail"],
             raw["retryable"],
             tuple(Issue(**i) for i in raw["issues"]),
+            dict(raw.get("headers") or {}),
         )
     return StoredOutcome(data.get("output"), problem)
 
@@ -95,7 +97,8 @@ class SqlIdempotencyStore:
         if row is None:
             return Claim("busy")  # released meanwhile; the caller claims again
         created = _as_utc(row["created_at"])
-        expired = row["state"] == "completed" and now - created > self.ttl
+        finished = _as_utc(row["completed_at"] or row["created_at"])
+        expired = row["state"] == "completed" and now - finished > self.ttl
         stale = row["state"] == "running" and now - created > self.stale_after
         if expired or stale:
             async with self.db.begin() as conn:

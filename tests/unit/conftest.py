@@ -1,0 +1,51 @@
+"""Fixtures shared by the unit tests: small contracts and their IO models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from registry.contract import Contract, command, query
+from registry.model import WireModel
+
+
+class ThingInput(WireModel):
+    thing_id: str
+    note: str | None = None
+
+
+class ThingOutput(WireModel):
+    ok: bool
+
+
+def contract_fields(**overrides: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "key": "things.doThing",
+        "version": "1.0.0",
+        "title": "Do thing",
+        "description": "Does a thing",
+        "goal": "Have the thing done",
+        "context": "Tests",
+        "owners": ["team-tests"],
+        "input": ThingInput,
+        "output": ThingOutput,
+    }
+    fields.update(overrides)
+    return fields
+
+
+Declare = Callable[..., Contract]
+
+
+@pytest.fixture
+def declare_command() -> Declare:
+    """``declare_command(**overrides)``: a valid command contract with some fields changed."""
+    return lambda **overrides: command(**contract_fields(**overrides))
+
+
+@pytest.fixture
+def declare_query() -> Declare:
+    """``declare_query(**overrides)``: a valid query contract with some fields changed."""
+    return lambda **overrides: query(**contract_fields(**overrides))

@@ -1,0 +1,159 @@
+"""registry.contract: what ``command(...)`` and ``query(...)`` accept and refuse."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+import semver
+from pydantic import BaseModel
+
+from registry.contract import ContractError, Deprecation, Rule
+from registry.errors import ErrorSpec
+from tests.unit.conftest import ThingInput, ThingOutput
+
+NOT_FOUND = ErrorSpec("THING_NOT_FOUND", 404, "Thing not found")
+
+
+def test_a_valid_command_and_query(declare_command, declare_query) -> None:
+    cmd = declare_command(tags=["a", "b"], errors=[NOT_FOUND])
+    qry = declare_query(key="things.getThing", version="2.1.0-beta.1")
+
+    assert cmd.kind == "command"
+    assert cmd.version == semver.Version(1, 0, 0)
+    assert cmd.owners == ("team-tests",)
+    assert cmd.tags == ("a", "b")
+    assert cmd.errors == (NOT_FOUND,)
+    assert cmd.declared_error("THING_NOT_FOUND") is NOT_FOUND
+    assert cmd.declared_error("OTHER") is None
+    assert cmd.policy.auth == "user"
+    assert cmd.policy.rules == ()
+    assert qry.kind == "query"
+    assert qry.version == semver.Version(2, 1, 0, prerelease="beta.1")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "billing",  # no domain separator
+        "Billing.capturePayment",  # domain starts upper case
+        "billing.CapturePayment",  # name starts upper case
+        "billing.capture_payment",  # snake case
+        "billing..capture",
+        "billing.capture.",
+        ".billing.capture",
+        "billing.1capture",
+        "billing capture",
+        "billing.capture-payment",
+        "",
+    ],
+)
+def test_bad_keys_are_refused(declare_command, key: str) -> None:
+    with pytest.raises(ContractError, match="must look like"):
+        declare_command(key=key)
+
+
+@pytest.mark.parametrize("key", ["billing.capturePayment", "a.b", "billing.v2.refund2"])
+def test_good_keys_are_accepted(declare_command, key: str) -> None:
+    assert declare_command(key=key).key == key
+
+
+def test_a_key_with_a_trailing_newline_is_refused(declare_command) -> None:
+    with pytest.raises(ContractError):
+        declare_command(key="billing.capturePayment\n")
+
+
+@pytest.mark.parametrize("version", ["1", "1.0", "v1.0.0", "1.0.0.0", "one", "", "01.0.0"])
+def test_non_semver_versions_are_refused(declare_command, version: str) -> None:
+    with pytest.raises(ContractError, match="is not semver"):
+        declare_command(version=version)
+
+
+class PlainModel(BaseModel):
+    thing_id: str
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"input": PlainModel},
+        {"output": PlainModel},
+        {"input": dict},
+        {"output": ThingOutput(ok=True)},  # an instance, not a class
+    ],
+)
+def test_io_models_must_subclass_wire_model(declare_command, overrides) -> None:
+    with pytest.raises(ContractError, match="WireModel"):
+        declare_command(**overrides)
+
+
+def test_an_error_code_declared_twice_is_refused(declare_command) -> None:
+    again = ErrorSpec("THING_NOT_FOUND", 410, "Gone")
+    with pytest.raises(ContractError, match="declared twice"):
+        declare_command(errors=[NOT_FOUND, again])
+
+
+def test_a_conditioned_rule_needs_its_id_field_in_the_input(declare_command) -> None:
+    with pytest.raises(ContractError, match="'invoice_id'"):
+        declare_command(rules=[("invoice", "pay", "owner")])
+    with pytest.raises(ContractError, match="'widget_id'"):
+        declare_command(rules=[Rule("thing", "read", "tenant", id_field="widget_id")])
+
+
+def test_a_conditioned_rule_on_a_present_id_field_is_accepted(declare_command) -> None:
+    contract = declare_command(rules=[("thing", "read", "tenant")])
+    assert contract.policy.rules == (Rule("thing", "read", "tenant"),)
+    custom = declare_command(rules=[Rule("widget", "read", "owner", id_field="thing_id")])
+    assert custom.policy.rules[0].resource_id_field == "thing_id"
+
+
+def test_an_unconditioned_rule_needs_no_id_field(declare_command) -> None:
+    contract = declare_command(rules=[("invoice", "create")])
+    assert contract.policy.rules == (Rule("invoice", "create", None),)
+
+
+def test_rule_tuples_are_parsed_into_rules(declare_command) -> None:
+    contract = declare_command(
+        rules=[("thing", "read"), ("thing", "pay", "owner"), ("thing", "list", None)]
+    )
+    assert contract.policy.rules == (
+        Rule("thing", "read"),
+        Rule("thing", "pay", "owner"),
+        Rule("thing", "list"),
+    )
+    assert all(isinstance(r, Rule) for r in contract.policy.rules)
+    assert contract.policy.rules[1].resource_id_field == "thing_id"
+
+
+def test_an_unknown_condition_is_refused(declare_command) -> None:
+    with pytest.raises(ContractError, match="unknown policy condition"):
+        declare_command(rules=[("thing", "read", "friend")])
+
+
+def test_owners_are_required_unless_anonymous(declare_command) -> None:
+    with pytest.raises(ContractError, match="at least one owner"):
+        declare_command(owners=[])
+    with pytest.raises(ContractError, match="at least one owner"):
+        declare_command(owners=(), auth="admin")
+    assert declare_command(owners=[], auth="anonymous").owners == ()
+
+
+def test_deprecated_follows_stability_or_a_deprecation(declare_command) -> None:
+    assert not declare_command(stability="stable").deprecated
+    assert declare_command(stability="deprecated").deprecated
+    notice = Deprecation("replaced", sunset=date(2030, 1, 1), replaced_by="things.doBetter")
+    retired = declare_command(stability="stable", deprecation=notice)
+    assert retired.deprecated
+    assert retired.deprecation is notice
+
+
+def test_domain_and_ref(declare_command) -> None:
+    contract = declare_command(key="billing.v2.capturePayment", version="2.0.1-rc.1")
+    assert contract.domain == "billing"
+    assert contract.ref == "billing.v2.capturePayment@2.0.1-rc.1"
+
+
+def test_the_input_model_is_kept_as_declared(declare_command) -> None:
+    contract = declare_command()
+    assert contract.input is ThingInput
+    assert contract.output is ThingOutput

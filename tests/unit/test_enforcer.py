@@ -1,0 +1,146 @@
+"""policy.enforcer.CasbinAuthorizer with the shipped policy and with temporary ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from policy.actor import Actor
+from policy.enforcer import MODEL_PATH, CasbinAuthorizer
+
+
+def actor(*roles: str, tenant: str | None = "acme") -> Actor:
+    return Actor(id="alice", tenant_id=tenant, roles=frozenset(roles), kind="user")
+
+
+def authorizer_with(tmp_path: Path, *lines: str) -> CasbinAuthorizer:
+    policy = tmp_path / "policy.csv"
+    policy.write_text("\n".join(lines) + "\n")
+    return CasbinAuthorizer(MODEL_PATH, policy)
+
+
+@pytest.fixture(scope="module")
+def shipped() -> CasbinAuthorizer:
+    return CasbinAuthorizer()
+
+
+@pytest.mark.parametrize("action", ["create", "read", "list", "pay"])
+async def test_users_may_work_with_invoices(shipped, action: str) -> None:
+    assert await shipped.allowed(actor("user"), "invoice", action)
+
+
+@pytest.mark.parametrize(
+    ("resource", "action"),
+    [
+        ("invoice", "delete"),
+        ("invoice", "assign"),
+        ("invoice", "payx"),
+        ("invoices", "read"),
+        ("op", "billing.refund"),
+        ("anything", "at_all"),
+    ],
+)
+async def test_users_may_not_do_anything_else(shipped, resource: str, action: str) -> None:
+    assert not await shipped.allowed(actor("user"), resource, action)
+
+
+async def test_ping_is_granted_to_users_and_services(shipped) -> None:
+    assert await shipped.allowed(actor("user"), "op", "system.ping")
+    assert await shipped.allowed(actor("service"), "op", "system.ping")
+    assert not await shipped.allowed(actor("service"), "invoice", "read")
+
+
+@pytest.mark.parametrize(
+    ("resource", "action"),
+    [("invoice", "pay"), ("invoice", "delete"), ("op", "billing.refund"), ("x", "y")],
+)
+async def test_admins_have_the_wildcard(shipped, resource: str, action: str) -> None:
+    assert await shipped.allowed(actor("admin", tenant="any-tenant"), resource, action)
+
+
+async def test_admins_inherit_user_grants_in_every_tenant(tmp_path) -> None:
+    authz = authorizer_with(
+        tmp_path,
+        "p, user, *, invoice, pay, allow",
+        "g, admin, user, *",
+    )
+    assert await authz.allowed(actor("admin", tenant="t1"), "invoice", "pay")
+    assert await authz.allowed(actor("admin", tenant="t2"), "invoice", "pay")
+    assert not await authz.allowed(actor("admin"), "invoice", "delete")
+
+
+@pytest.mark.parametrize("roles", [("guest",), ("users",), ("Admin",), ("user ",)])
+async def test_roles_outside_the_policy_are_denied(shipped, roles) -> None:
+    assert not await shipped.allowed(actor(*roles), "invoice", "read")
+
+
+async def test_an_actor_without_tenant_or_roles_is_denied(shipped) -> None:
+    assert not await shipped.allowed(actor("user", tenant=None), "invoice", "read")
+    assert not await shipped.allowed(actor("admin", tenant=None), "invoice", "read")
+    assert not await shipped.allowed(actor(), "invoice", "read")
+
+
+@pytest.mark.parametrize("other", ["auditor", "zeta"])  # sorted before and after "user"
+async def test_an_explicit_deny_beats_an_allow(tmp_path, other: str) -> None:
+    authz = authorizer_with(
+        tmp_path,
+        "p, user, *, invoice, pay, allow",
+        "p, user, *, invoice, read, allow",
+        f"p, {other}, *, invoice, pay, deny",
+    )
+    assert await authz.allowed(actor("user"), "invoice", "pay")
+    assert not await authz.allowed(actor("user", other), "invoice", "pay")
+    assert await authz.allowed(actor("user", other), "invoice", "read")
+    assert not await authz.allowed(actor(other), "invoice", "pay")
+
+
+async def test_an_inherited_deny_beats_a_wildcard_allow(tmp_path) -> None:
+    authz = authorizer_with(
+        tmp_path,
+        "p, admin, *, *, *, allow",
+        "p, frozen, *, invoice, pay, deny",
+        "g, admin, frozen, t1",
+    )
+    assert not await authz.allowed(actor("admin", tenant="t1"), "invoice", "pay")
+    assert await authz.allowed(actor("admin", tenant="t2"), "invoice", "pay")
+    assert await authz.allowed(actor("admin", tenant="t1"), "invoice", "read")
+
+
+async def test_tenant_specific_lines_grant_in_that_tenant_only(tmp_path) -> None:
+    authz = authorizer_with(tmp_path, "p, user, t1, x, y, allow")
+    assert await authz.allowed(actor("user", tenant="t1"), "x", "y")
+    assert not await authz.allowed(actor("user", tenant="t2"), "x", "y")
+    assert not await authz.allowed(actor("user", tenant="t10"), "x", "y")
+    assert not await authz.allowed(actor("user", tenant="t1"), "x", "z")
+
+
+async def test_reload_clears_the_decision_cache(tmp_path) -> None:
+    policy = tmp_path / "policy.csv"
+    policy.write_text("p, user, *, invoice, pay, allow\n")
+    authz = CasbinAuthorizer(MODEL_PATH, policy)
+    alice = actor("user")
+    assert await authz.allowed(alice, "invoice", "pay")
+    assert not await authz.allowed(alice, "invoice", "read")
+
+    policy.write_text("p, user, *, invoice, read, allow\n")
+    # decisions are cached until reload()
+    assert await authz.allowed(alice, "invoice", "pay")
+    assert not await authz.allowed(alice, "invoice", "read")
+
+    authz.reload()
+    assert not await authz.allowed(alice, "invoice", "pay")
+    assert await authz.allowed(alice, "invoice", "read")
+
+
+async def test_reload_picks_up_new_role_links(tmp_path) -> None:
+    policy = tmp_path / "policy.csv"
+    policy.write_text("p, user, *, invoice, pay, allow\n")
+    authz = CasbinAuthorizer(MODEL_PATH, policy)
+    assert not await authz.allowed(actor("admin"), "invoice", "pay")
+    policy.write_text("p, user, *, invoice, pay, allow\ng, admin, user, *\n")
+    authz.reload()
+    assert await authz.allowed(actor("admin"), "invoice", "pay")
+    policy.write_text("p, user, *, invoice, pay, allow\n")
+    authz.reload()
+    assert not await authz.allowed(actor("admin"), "invoice", "pay")

@@ -21,6 +21,7 @@ from storage import migrate
 from storage.database import Database
 from storage.idempotency import SqlIdempotencyStore
 from transports.app import create_asgi_app
+from transports.mcp import McpHttp
 
 
 @dataclass
@@ -71,14 +72,23 @@ class Server:
         await self.db.dispose()
 
     def asgi(self) -> Starlette:
+        mcp = McpHttp(
+            self.pipeline,
+            require_auth=self.settings.mcp_require_auth,
+            stateless=self.settings.mcp_stateless,
+            allowed_hosts=self.settings.mcp_allowed_hosts,
+            allowed_origins=self.settings.mcp_allowed_origins,
+        )
+
         @asynccontextmanager
         async def lifespan(_: Starlette) -> AsyncIterator[None]:
             try:
-                yield
+                async with mcp.run():  # a mounted app's lifespan does not run: the parent's does
+                    yield
             finally:
                 await self.close()
 
-        return create_asgi_app(self.pipeline, readiness=self.readiness, lifespan=lifespan)
+        return create_asgi_app(self.pipeline, readiness=self.readiness, lifespan=lifespan, mcp=mcp)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

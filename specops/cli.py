@@ -167,6 +167,32 @@ def call(
     sys.exit(1)
 
 
+@main.command("mcp")
+@click.option(
+    "--api-key",
+    envvar="SPECOPS_API_KEY",
+    default=None,
+    help="The caller's key (or SPECOPS_API_KEY).",
+)
+@click.option(
+    "--migrate/--no-migrate",
+    "run_migrations",
+    default=True,
+    show_default=True,
+    help="Apply pending migrations first.",
+)
+def mcp_stdio(api_key: str | None, run_migrations: bool) -> None:
+    """Serve MCP over stdio for an agent host (stdout is the protocol; logs go to stderr)."""
+    from transports.mcp import serve_stdio
+
+    async def work(server: Server) -> None:
+        if run_migrations:
+            await migrate.upgrade(server.db)
+        await serve_stdio(server.pipeline, api_key=api_key)
+
+    _run(work)
+
+
 @main.command()
 def openapi() -> None:
     """Print the OpenAPI 3.1 document."""

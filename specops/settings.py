@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     environment: Literal["development", "production", "test"] = "development"
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    mcp_require_auth: bool = Field(True, description="false: /mcp accepts callers without a key")
+    mcp_stateless: bool = Field(False, description="true: no MCP sessions (horizontal scaling)")
+    mcp_allowed_hosts: list[str] | None = Field(None, description="JSON list; None: loopback")
+    mcp_allowed_origins: list[str] | None = None
     identity_cache_seconds: float = 10.0
     rate_limit_storage: str = Field(
         "async+memory://", description="A `limits` async storage URI, e.g. async+redis://..."

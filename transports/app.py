@@ -15,6 +15,7 @@ from starlette.routing import Route
 from registry.invocation import request_id_from
 from registry.pipeline import Pipeline
 from transports.http import problem_response
+from transports.mcp import McpHttp
 from transports.openapi import openapi_document
 from transports.rest import RestTransport
 
@@ -45,6 +46,7 @@ def create_asgi_app(
     *,
     readiness: ReadinessCheck,
     lifespan: Lifespan | None = None,
+    mcp: McpHttp | None = None,
     title: str = "specops",
 ) -> Starlette:
     document = openapi_document(pipeline.registry, title=title)
@@ -65,6 +67,7 @@ def create_asgi_app(
 
     routes: list[Any] = [
         *RestTransport(pipeline).routes(),
+        *(mcp.routes() if mcp is not None else []),
         Route("/api/openapi.json", openapi, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

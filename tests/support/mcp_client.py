@@ -1,0 +1,71 @@
+"""MCP client helpers for tests: the SDK's own client over streamable HTTP, audit rows."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import httpx2
+import mcp_types as types
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from sqlalchemy import select
+
+from storage.database import Database
+from storage.tables import audit_events
+
+
+@asynccontextmanager
+async def http_client(
+    url: str,
+    token: str | None,
+    *,
+    mode: str = "auto",
+    headers: dict[str, str] | None = None,
+) -> AsyncIterator[Client]:
+    """``mcp.Client`` on ``url`` (an MCP endpoint), with a bearer token and extra headers."""
+    sent = dict(headers or {})
+    if token is not None:
+        sent["Authorization"] = f"Bearer {token}"
+    async with (
+        httpx2.AsyncClient(headers=sent, timeout=30) as http,
+        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
+    ):
+        yield client
+
+
+def meta(**items: Any) -> types.RequestParamsMeta:
+    """A request ``_meta`` with our keys (``idempotencyKey``, ``requestId``)."""
+    return cast(types.RequestParamsMeta, items)
+
+
+def text_of(result: types.CallToolResult) -> str:
+    """The text rendering of a tool result (its one text block)."""
+    block = result.content[0]
+    assert isinstance(block, types.TextContent)
+    return block.text
+
+
+def leaves(error: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaves(inner)]
+    return [error]
+
+
+async def audit_rows(db: Database, request_id: str, *, wait: float = 5.0) -> list[dict[str, Any]]:
+    """The audit rows of one request; query records are written asynchronously, so this
+    waits (up to ``wait`` seconds) for at least one to appear."""
+    deadline = time.monotonic() + wait
+    while True:
+        async with db.connect() as conn:
+            rows = await conn.execute(
+                select(audit_events).where(audit_events.c.request_id == request_id)
+            )
+            found = [dict(r) for r in rows.mappings().all()]
+        if found or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.05)

@@ -1,0 +1,365 @@
+"""MCP: the tool list generated from the registry, and calls through mcp.Client in-process."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+from mcp_types import TextResourceContents
+
+from registry.contract import ContractError, Deprecation
+from registry.registry import Registry
+from specops.app import Server
+from specops.operations import build_registry
+from specops.settings import Settings
+from storage.database import Database
+from tests.support.databases import sqlite_url
+from tests.support.mcp_client import audit_rows, meta, text_of
+from tests.unit.conftest import Declare, ThingInput
+from transports.mcp.names import TOOL_NAME, doc_uri, tool_name
+from transports.mcp.resources import DocCatalog
+from transports.mcp.server import Caller, build_server, unknown_tool_key
+from transports.mcp.tools import ToolCatalog
+
+MODES = ["auto", "legacy"]  # the modern in-process path, and the initialize handshake
+
+
+async def handler(data: ThingInput, ctx: Any) -> dict[str, Any]:
+    return {"ok": True}
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    """The server's real registry (no database needed to list it)."""
+    db = Database(sqlite_url(tmp_path_factory.mktemp("mcp-registry")))
+    return build_registry(db, Settings())
+
+
+@pytest.fixture(scope="module")
+def catalog(registry: Registry) -> ToolCatalog:
+    return ToolCatalog(registry)
+
+
+# -- the tool list ----------------------------------------------------------------------
+
+
+def test_every_contract_is_a_tool_pinned_and_latest(
+    registry: Registry, catalog: ToolCatalog
+) -> None:
+    names = [entry.name for entry in catalog]
+    assert all(TOOL_NAME.fullmatch(n) for n in names), names
+    assert all("." not in n for n in names)
+    assert len(set(names)) == len(names)
+    operations = list(registry.operations())
+    assert len(names) == len(operations) + len(list(registry.latest()))
+    for key in ("billing.capturePayment", "billing.createInvoice", "billing.getInvoice"):
+        assert key.replace(".", "_") in names
+        assert f"{key.replace('.', '_')}_v1_0_0" in names
+    assert "system_ping" in names  # queries are tools too
+    latest = catalog.get("billing_capturePayment")
+    pinned = catalog.get("billing_capturePayment_v1_0_0")
+    assert latest is not None and pinned is not None
+    assert (latest.key, latest.version) == ("billing.capturePayment", None)
+    assert (pinned.key, pinned.version) == ("billing.capturePayment", "1.0.0")
+
+
+def test_schemas_come_from_the_models_and_are_self_contained(catalog: ToolCatalog) -> None:
+    for entry in catalog:
+        contract = entry.operation.contract
+        tool = entry.tool
+        assert tool.input_schema == contract.input.model_json_schema(by_alias=True)
+        assert tool.output_schema == contract.output.model_json_schema(
+            by_alias=True, mode="serialization"
+        )
+        for schema in (tool.input_schema, tool.output_schema):
+            assert schema["type"] == "object"
+            Draft202012Validator.check_schema(schema)
+            refs = re.findall(r'"\$ref": "([^"]+)"', json.dumps(schema))
+            for ref in refs:  # every $ref points inside the schema itself
+                assert (
+                    ref.startswith("#/$defs/") and ref.removeprefix("#/$defs/") in schema["$defs"]
+                )
+    capture = catalog.get("billing_capturePayment")
+    assert capture is not None
+    assert {"invoiceId", "paymentMethodId", "amount", "currency"} <= set(
+        capture.tool.input_schema["properties"]
+    )
+    page = catalog.get("billing_listInvoices")
+    assert page is not None and "$defs" in (page.tool.output_schema or {})
+    validator = Draft202012Validator(page.tool.output_schema or {})
+    assert validator.is_valid({"items": [], "nextCursor": None})
+    assert not validator.is_valid({"items": [{"id": 1}]})
+
+
+def test_annotations_follow_the_kind(catalog: ToolCatalog) -> None:
+    ping = catalog.get("system_ping")
+    capture = catalog.get("billing_capturePayment")
+    assert ping is not None and capture is not None
+    assert ping.tool.annotations is not None and capture.tool.annotations is not None
+    assert ping.tool.annotations.read_only_hint is True
+    assert ping.tool.annotations.idempotent_hint is True
+    assert capture.tool.annotations.read_only_hint is False
+    assert capture.tool.annotations.idempotent_hint is False
+    # contracts declare no destructive flag yet: left unset, never claimed safe
+    assert capture.tool.annotations.destructive_hint is None
+    assert capture.tool.annotations.title == "Capture payment"
+
+
+def test_titles_meta_and_descriptions_tell_an_agent_what_it_needs(catalog: ToolCatalog) -> None:
+    entry = catalog.get("billing_capturePayment")
+    pinned = catalog.get("billing_capturePayment_v1_0_0")
+    assert entry is not None and pinned is not None
+    contract = entry.operation.contract
+    tool = entry.tool
+    assert tool.title == "Capture payment (billing.capturePayment)"
+    assert pinned.tool.title == "Capture payment (billing.capturePayment v1.0.0)"
+    assert tool.meta is not None
+    assert tool.meta["operation"] == {
+        "key": "billing.capturePayment",
+        "version": "1.0.0",
+        "kind": "command",
+    }
+    assert tool.meta["pinned"] is False and (pinned.tool.meta or {})["pinned"] is True
+    assert tool.meta["documentation"] == "specops://ops/billing.capturePayment"
+    description = tool.description or ""
+    for text in (contract.description, contract.goal, contract.context):
+        assert text in description
+    for spec in contract.errors:
+        assert spec.code in description and spec.title in description
+    assert "PAYMENT_IN_PROGRESS (409, retryable)" in description
+    assert "INVALID_INPUT" in description and "issues" in description
+    assert "_meta.idempotencyKey" in description
+    assert "only invoices the caller owns" in description
+    assert "billing_capturePayment_v1_0_0" in description
+    query_description = (catalog.get("system_ping") or entry).tool.description or ""
+    assert "Reads only" in query_description and "idempotencyKey" not in query_description
+
+
+def test_versions_pinned_latest_and_deprecated(declare_command: Declare) -> None:
+    registry = Registry()
+    registry.add(declare_command(version="1.0.0"), handler)
+    registry.add(declare_command(version="1.1.0-rc.1"), handler)
+    registry.add(
+        declare_command(version="2.0.0", deprecation=Deprecation("use things.doOther")), handler
+    )
+    catalog = ToolCatalog(registry)
+    names = [entry.name for entry in catalog]
+    assert names == [
+        "things_doThing_v1_0_0",
+        "things_doThing",
+        "things_doThing_v1_1_0-rc_1",
+        "things_doThing_v2_0_0",
+    ]
+    latest = catalog.get("things_doThing")
+    assert latest is not None and str(latest.operation.contract.version) == "1.1.0-rc.1"
+    deprecated = catalog.get("things_doThing_v2_0_0")
+    assert deprecated is not None
+    assert "DEPRECATED: use things.doOther." in (deprecated.tool.description or "")
+
+
+def test_a_name_too_long_for_mcp_is_refused_at_start_up(declare_command: Declare) -> None:
+    contract = declare_command(key="things." + "a" * 57)
+    assert tool_name(contract, pinned=False) == "things_" + "a" * 57  # 64 characters
+    with pytest.raises(ContractError, match="MCP tool name"):
+        tool_name(contract, pinned=True)
+    registry = Registry()
+    registry.add(contract, handler)
+    with pytest.raises(ContractError):
+        ToolCatalog(registry)
+
+
+def test_unknown_tool_names_never_resolve_to_a_contract() -> None:
+    assert unknown_tool_key("billing.capturePayment") == "tool:billing.capturePayment"
+    assert Registry().resolve(unknown_tool_key("x")) is None
+
+
+def test_each_contract_has_a_markdown_resource(registry: Registry) -> None:
+    docs = DocCatalog(registry)
+    uris = [doc.uri for doc in docs]
+    assert "specops://ops/billing.capturePayment" in uris
+    assert "specops://ops/billing.capturePayment/v1.0.0" in uris
+    doc = docs.get("specops://ops/billing.capturePayment")
+    assert doc is not None
+    assert doc.resource.mime_type == "text/markdown"
+    assert doc.resource.uri == doc_uri(doc.operation.contract, pinned=False)
+    for text in (
+        "# Capture payment — `billing.capturePayment` v1.0.0",
+        "Capture funds from customer payment method",
+        "| `CARD_DECLINED` | 402 | no | The card was declined |",
+        "`billing_capturePayment`, `billing_capturePayment_v1_0_0`",
+        '"paymentMethodId"',
+        "## Output (JSON Schema)",
+    ):
+        assert text in doc.text
+
+
+# -- calls, in process ------------------------------------------------------------------
+
+
+@pytest.fixture
+async def server(database: Database) -> AsyncIterator[Server]:
+    server = Server.build(Settings(DATABASE_URL=database.url))
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+async def new_key(server: Server, roles: tuple[str, ...] = ("user",)) -> tuple[str, str]:
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    _, token = await server.api_keys.create(tenant_id=tenant, actor_id="alice", roles=roles)
+    return tenant, token
+
+
+def connect(server: Server, token: str | None, mode: str = "auto") -> Client:
+    mcp = build_server(server.pipeline, lambda _ctx: Caller(token, client="test"))
+    return Client(mcp, mode=mode)
+
+
+def problem(result: Any) -> dict[str, Any]:
+    """The problem of an isError result, checked to be the same as structuredContent and text."""
+    assert result.is_error is True
+    body = result.structured_content
+    assert isinstance(body, dict)
+    assert json.loads(text_of(result)) == body
+    for field in ("type", "title", "status", "code", "detail", "requestId"):
+        assert field in body
+    return body
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_ping_happy_path_is_audited_as_mcp(server: Server, mode: str) -> None:
+    tenant, token = await new_key(server)
+    request_id = f"mcp-{uuid.uuid4().hex}"
+    async with connect(server, token, mode) as client:
+        result = await client.call_tool(
+            "system_ping", {"message": "hello"}, meta=meta(requestId=request_id)
+        )
+    assert result.is_error is False
+    expected = {"message": "hello", "actorId": "alice", "tenantId": tenant}
+    assert result.structured_content == expected
+    assert json.loads(text_of(result)) == expected
+    assert result.meta is not None and result.meta["requestId"] == request_id
+    assert result.meta["operation"] == {"key": "system.ping", "version": "1.0.0", "kind": "query"}
+    rows = await audit_rows(server.db, request_id)
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["transport"], row["outcome"], row["decision"]) == ("mcp", "OK", "allow")
+    assert (row["tenant_id"], row["actor_id"], row["client"]) == (tenant, "alice", "test")
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_invalid_arguments_answer_the_field_issues(server: Server, mode: str) -> None:
+    _, token = await new_key(server)
+    async with connect(server, token, mode) as client:
+        result = await client.call_tool("system_ping_v1_0_0", {"message": "x" * 201, "bogus": 1})
+        missing = await client.call_tool("billing_capturePayment", {"currency": "usd"})
+    body = problem(result)
+    assert (body["code"], body["status"]) == ("INVALID_INPUT", 422)
+    assert body["operation"] == {"key": "system.ping", "version": "1.0.0", "kind": "query"}
+    issues = {issue["path"]: issue["code"] for issue in body["issues"]}
+    assert issues == {"message": "string_too_long", "bogus": "extra_forbidden"}
+    paths = {issue["path"] for issue in problem(missing)["issues"]}
+    assert {"invoiceId", "paymentMethodId", "amount"} <= paths
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", ["no_such_tool", "system.ping", "system_ping_v9_9_9", "x" * 300])
+async def test_an_unknown_tool_is_an_error_result(server: Server, mode: str, name: str) -> None:
+    _, token = await new_key(server)
+    async with connect(server, token, mode) as client:
+        result = await client.call_tool(name, {})
+    body = problem(result)
+    assert (body["code"], body["status"]) == ("OP_NOT_FOUND", 404)
+    rows = await audit_rows(server.db, body["requestId"])
+    assert [(r["transport"], r["outcome"]) for r in rows] == [("mcp", "OP_NOT_FOUND")]
+
+
+async def test_refusals_are_error_results(server: Server) -> None:
+    _, nobody = await new_key(server, roles=("nobody",))
+    async with connect(server, None) as client:
+        anonymous = await client.call_tool("system_ping", {})
+    async with connect(server, "sk_live_bogus") as client:
+        bad_key = await client.call_tool("system_ping", {})
+    async with connect(server, nobody) as client:
+        forbidden = await client.call_tool("system_ping", {})
+    assert problem(anonymous)["code"] == "UNAUTHENTICATED"
+    assert problem(bad_key)["code"] == "UNAUTHENTICATED"
+    assert problem(forbidden)["code"] == "FORBIDDEN"
+
+
+async def test_tools_list_shows_what_the_identity_may_invoke(server: Server) -> None:
+    _, user = await new_key(server)
+    _, nobody = await new_key(server, roles=("nobody",))
+    async with connect(server, user) as client:
+        seen = {tool.name for tool in (await client.list_tools()).tools}
+    for key in ("billing.capturePayment", "billing.createInvoice", "billing.getInvoice"):
+        assert {key.replace(".", "_"), f"{key.replace('.', '_')}_v1_0_0"} <= seen
+    assert {"billing_listInvoices", "system_ping"} <= seen
+    async with connect(server, nobody) as client:
+        assert (await client.list_tools()).tools == []
+        assert (await client.list_resources()).resources == []
+    async with connect(server, None) as client:  # every contract needs credentials
+        assert (await client.list_tools()).tools == []
+    async with connect(server, "sk_live_bogus") as client:
+        assert (await client.list_tools()).tools == []
+
+
+async def test_idempotency_key_in_meta(server: Server) -> None:
+    _, token = await new_key(server)
+    args = {"amount": "3.50", "currency": "usd"}
+    key = meta(idempotencyKey=f"k-{uuid.uuid4().hex}")
+    async with connect(server, token) as client:
+        first = await client.call_tool("billing_createInvoice", args, meta=key)
+        again = await client.call_tool("billing_createInvoice", args, meta=key)
+        other = await client.call_tool("billing_createInvoice", {**args, "amount": "4"}, meta=key)
+        bad = await client.call_tool("billing_createInvoice", args, meta=meta(idempotencyKey=7))
+        fresh = await client.call_tool("billing_createInvoice", args)
+    assert first.is_error is False and again.is_error is False
+    assert again.structured_content == first.structured_content
+    assert again.meta is not None and again.meta["replayed"] is True
+    assert problem(other)["code"] == "IDEMPOTENCY_CONFLICT"
+    assert problem(bad)["code"] == "MALFORMED_REQUEST"
+    assert isinstance(fresh.structured_content, dict) and isinstance(first.structured_content, dict)
+    assert fresh.structured_content["id"] != first.structured_content["id"]
+
+
+async def test_a_failure_outside_the_pipeline_is_an_internal_error_result(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, token = await new_key(server)
+
+    async def broken(_invocation: Any) -> Any:
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr(server.pipeline, "invoke", broken)
+    async with connect(server, token) as client:
+        result = await client.call_tool("system_ping", {})
+    body = problem(result)
+    assert (body["code"], body["status"]) == ("INTERNAL", 500)
+    assert "secret" not in json.dumps(body)
+
+
+async def test_documentation_resources(server: Server) -> None:
+    _, token = await new_key(server)
+    async with connect(server, token) as client:
+        listed = {str(r.uri) for r in (await client.list_resources()).resources}
+        read = await client.read_resource("specops://ops/system.ping/v1.0.0")
+        with pytest.raises(MCPError, match="Unknown resource"):
+            await client.read_resource("specops://ops/no.such")
+    assert "specops://ops/system.ping" in listed
+    content = read.contents[0]
+    assert content.mime_type == "text/markdown"
+    assert isinstance(content, TextResourceContents)
+    assert "# Ping — `system.ping` v1.0.0" in content.text
+    _, nobody = await new_key(server, roles=("nobody",))
+    async with connect(server, nobody) as client:
+        with pytest.raises(MCPError, match="Unknown resource"):
+            await client.read_resource("specops://ops/system.ping")

@@ -1,0 +1,160 @@
+"""MCP over streamable HTTP, at ``/mcp``.
+
+In front of the SDK's session manager sit two checks, in this order:
+
+1. DNS-rebinding protection: the ``Host`` (and any ``Origin``) header must be an allowed
+   one (421 / 403 otherwise). The SDK transport checks again behind us.
+2. ``Authorization: Bearer <api key>``, unless the deployment opts out
+   (``require_auth=False``): a missing or refused key answers 401 with a problem document
+   and ``WWW-Authenticate: Bearer``. An accepted key also binds a stateful session to
+   that key, so a session id is useless with another key.
+
+Each ``tools/call`` then reads its credentials, ``Idempotency-Key`` and ``X-Request-Id``
+from the HTTP request that carried it (``ctx.request``), never from shared state.
+
+The parent app must run ``McpHttp.run()`` in its lifespan: a mounted app's own lifespan
+does not run. ``stateless=True`` keeps no session state between requests, so any replica
+can serve any request (horizontal scaling, no sticky sessions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+
+import structlog
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from policy.actor import Actor
+from registry.errors import CATALOGUE, OperationError, Problem
+from registry.invocation import request_id_from
+from registry.pipeline import Pipeline
+from transports.http import bearer_credentials, client_address, problem_response
+from transports.mcp.server import Caller, McpContext, build_server
+
+log = structlog.get_logger("specops.mcp.http")
+
+#: Loopback only, as served by default; a deployment behind a name lists its own.
+DEFAULT_ALLOWED_HOSTS = ("127.0.0.1", "127.0.0.1:*", "localhost", "localhost:*", "[::1]", "[::1]:*")
+DEFAULT_ALLOWED_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
+
+
+def http_caller(ctx: McpContext) -> Caller:
+    """The caller of one message: from the HTTP request that carried it."""
+    request = ctx.request
+    if not isinstance(request, Request):
+        return Caller(credentials=None)
+    return Caller(
+        credentials=bearer_credentials(request),
+        client=client_address(request),
+        idempotency_key=request.headers.get("idempotency-key"),
+        request_id=request.headers.get("x-request-id"),
+    )
+
+
+def _session_owner(actor: Actor) -> AuthenticatedUser:
+    """What the SDK compares to bind a stateful session to the key that opened it."""
+    return AuthenticatedUser(
+        AccessToken(
+            token=actor.credential_id or actor.id,
+            client_id=actor.credential_id or actor.id,
+            scopes=[],
+            subject=f"{actor.tenant_id}/{actor.id}",
+        )
+    )
+
+
+class McpHttp:
+    """The ``/mcp`` endpoint: an ASGI app, its route, and the session manager to run.
+
+    ``allowed_hosts``/``allowed_origins`` use the SDK's patterns (``host:*`` for any
+    port); None means loopback only. ``dns_rebinding_protection=False`` turns the
+    Host/Origin checks off (only for a deployment whose proxy already does them).
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        require_auth: bool = True,
+        stateless: bool = False,
+        json_response: bool = False,
+        allowed_hosts: Sequence[str] | None = None,
+        allowed_origins: Sequence[str] | None = None,
+        dns_rebinding_protection: bool = True,
+        path: str = "/mcp",
+    ) -> None:
+        self.pipeline = pipeline
+        self.require_auth = require_auth
+        self.path = path
+        self.security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=dns_rebinding_protection,
+            allowed_hosts=list(DEFAULT_ALLOWED_HOSTS if allowed_hosts is None else allowed_hosts),
+            allowed_origins=list(
+                DEFAULT_ALLOWED_ORIGINS if allowed_origins is None else allowed_origins
+            ),
+        )
+        self._host_check = TransportSecurityMiddleware(self.security)
+        self.server = build_server(pipeline, http_caller)
+        self.manager = StreamableHTTPSessionManager(
+            app=self.server,
+            stateless=stateless,
+            json_response=json_response,
+            security_settings=self.security,
+        )
+
+    def run(self) -> AbstractAsyncContextManager[None]:
+        """The session manager's lifetime; enter it in the parent app's lifespan."""
+        return self.manager.run()
+
+    def routes(self) -> list[Route]:
+        """The endpoint as a route (a ``Mount`` would redirect ``/mcp`` to ``/mcp/``)."""
+        return [Route(self.path, endpoint=self)]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        refused = await self._host_check.validate_request(request, is_post=False)
+        if refused is not None:
+            await refused(scope, receive, send)
+            return
+        if self.require_auth:
+            credentials = bearer_credentials(request)
+            try:
+                actor = await self.pipeline.actor_for(credentials) if credentials else None
+            except Exception:
+                log.exception("mcp_identify_failed")
+                await self._refusal(request, CATALOGUE.INTERNAL(), {})(scope, receive, send)
+                return
+            if actor is None or not actor.authenticated:
+                detail = "Send Authorization: Bearer <api key>"
+                challenge = 'Bearer realm="specops"'
+                if credentials is not None:
+                    detail = "Invalid credentials"
+                    challenge += ', error="invalid_token"'
+                error = CATALOGUE.UNAUTHENTICATED(detail)
+                headers = {"WWW-Authenticate": challenge}
+                await self._refusal(request, error, headers)(scope, receive, send)
+                return
+            scope["user"] = _session_owner(actor)
+        await self.manager.handle_request(scope, receive, send)
+
+    @staticmethod
+    def _refusal(request: Request, error: OperationError, headers: dict[str, str]) -> Response:
+        request_id = request_id_from(request.headers.get("x-request-id"))
+        log.info(
+            "mcp_http_refused",
+            code=error.code,
+            client=client_address(request),
+            request_id=request_id,
+        )
+        body = Problem.of(error).as_dict(requestId=request_id)
+        return problem_response(body, error.status, {**headers, "X-Request-Id": request_id})

@@ -1,0 +1,196 @@
+"""The MCP tool list, generated from the registry: one tool per contract, no per-operation code.
+
+Every installed version gets a pinned tool (``billing_capturePayment_v1_0_0``); the version
+an unversioned call resolves to also gets the unpinned name (``billing_capturePayment``).
+Schemas come from the contract's models (camelCase, ``$defs`` kept inside each schema so it
+is self-contained); the description tells an agent what the contract declares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import mcp_types as types
+
+from registry.contract import Contract, ContractError, Rule
+from registry.registry import Operation, Registry
+from transports.mcp.names import doc_uri, tool_name
+
+#: Codes any call may answer besides the contract's declared errors.
+COMMON_CODES = (
+    "INVALID_INPUT (fix the fields listed in structuredContent.issues and call again)",
+    "UNAUTHENTICATED",
+    "FORBIDDEN",
+    "RATE_LIMITED",
+    "TIMEOUT",
+    "UPSTREAM_UNAVAILABLE",
+    "INTERNAL",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolEntry:
+    """One tool: its name, the operation it invokes, and whether the version is pinned."""
+
+    name: str
+    operation: Operation
+    pinned: bool
+    tool: types.Tool
+
+    @property
+    def key(self) -> str:
+        return self.operation.contract.key
+
+    @property
+    def version(self) -> str | None:
+        """The version an invocation pins, or None to resolve the latest at call time."""
+        return str(self.operation.contract.version) if self.pinned else None
+
+
+class ToolCatalog:
+    """Every tool of a registry, by name, built once at start-up."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._entries: dict[str, ToolEntry] = {}
+        for operation in registry.operations():
+            if registry.is_latest(operation):
+                self._add(operation, pinned=False)
+            self._add(operation, pinned=True)
+
+    def _add(self, operation: Operation, *, pinned: bool) -> None:
+        contract = operation.contract
+        name = tool_name(contract, pinned=pinned)
+        if name in self._entries:
+            other = self._entries[name].operation.contract
+            raise ContractError(f"{contract.ref} and {other.ref} share the MCP tool name {name!r}")
+        tool = build_tool(contract, pinned=pinned)
+        self._entries[name] = ToolEntry(name, operation, pinned, tool)
+
+    def __iter__(self) -> Iterator[ToolEntry]:
+        return iter(self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, name: str) -> ToolEntry | None:
+        return self._entries.get(name)
+
+    def input_schema(self, name: str) -> dict[str, Any] | None:
+        entry = self._entries.get(name)
+        return entry.tool.input_schema if entry else None
+
+
+def input_schema(contract: Contract) -> dict[str, Any]:
+    return contract.input.model_json_schema(by_alias=True)
+
+
+def output_schema(contract: Contract) -> dict[str, Any]:
+    return contract.output.model_json_schema(by_alias=True, mode="serialization")
+
+
+def tool_annotations(contract: Contract) -> types.ToolAnnotations:
+    """Hints from the contract's kind. Queries are read-only and idempotent. Commands are
+    not read-only and not idempotent without a key; contracts declare no ``destructive``
+    flag yet, so ``destructiveHint`` is left unset (clients then assume it may be)."""
+    query = contract.kind == "query"
+    return types.ToolAnnotations(
+        title=contract.title,
+        read_only_hint=query,
+        idempotent_hint=query,
+    )
+
+
+def build_tool(contract: Contract, *, pinned: bool) -> types.Tool:
+    where = f"{contract.key} v{contract.version}" if pinned else contract.key
+    return types.Tool(
+        name=tool_name(contract, pinned=pinned),
+        title=f"{contract.title} ({where})",
+        description=describe(contract, pinned=pinned),
+        input_schema=input_schema(contract),
+        output_schema=output_schema(contract),
+        annotations=tool_annotations(contract),
+        meta={
+            "operation": {
+                "key": contract.key,
+                "version": str(contract.version),
+                "kind": contract.kind,
+            },
+            "pinned": pinned,
+            "stability": contract.stability,
+            "documentation": doc_uri(contract, pinned=pinned),
+        },
+    )
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if not text or text[-1] in ".!?" else f"{text}."
+
+
+def _rule_text(rule: Rule) -> str:
+    scope = {
+        None: "",
+        "owner": f" (only {rule.resource}s the caller owns)",
+        "tenant": f" (only {rule.resource}s of the caller's tenant)",
+    }[rule.condition]
+    return f"{rule.action} on {rule.resource}{scope}"
+
+
+def describe(contract: Contract, *, pinned: bool) -> str:
+    """What an agent needs to call the tool well: purpose, policy, errors, idempotency."""
+    lines = [_sentence(contract.description), ""]
+    lines.append(f"Goal: {_sentence(contract.goal)}")
+    lines.append(f"Context: {_sentence(contract.context)}")
+    lines.append("")
+    version = (
+        f"pinned to v{contract.version}"
+        if pinned
+        else f"latest version, now v{contract.version}; {tool_name(contract, pinned=True)} pins it"
+    )
+    lines.append(f"Operation {contract.key} ({contract.kind}, {contract.stability}; {version}).")
+    if contract.kind == "query":
+        lines.append("Reads only; safe to retry.")
+    else:
+        lines.append(
+            "Changes state. To retry safely, send the same _meta.idempotencyKey with each "
+            "attempt: a repeat returns the first result instead of acting twice."
+        )
+    policy = contract.policy
+    if policy.auth == "anonymous":
+        lines.append("Caller: anyone, no credentials needed.")
+    else:
+        needs = f"Caller: a {policy.auth}-level identity"
+        if policy.rules:
+            needs += "; needs " + ", ".join(_rule_text(r) for r in policy.rules)
+        lines.append(_sentence(needs))
+    if policy.rate_limit is not None:
+        lines.append(
+            f"Rate limit: {policy.rate_limit.rpm} calls a minute per {policy.rate_limit.per}."
+        )
+    if contract.deprecated:
+        notice = "DEPRECATED"
+        if contract.deprecation is not None:
+            notice += f": {_sentence(contract.deprecation.reason)}"
+            if contract.deprecation.sunset:
+                notice += f" Stops working on {contract.deprecation.sunset}."
+            if contract.deprecation.replaced_by:
+                notice += f" Use {contract.deprecation.replaced_by} instead."
+        lines.append(notice)
+    lines.append("")
+    lines.append(
+        "Failures come back as a tool result with isError: true and a problem document "
+        "(code, detail, retryable, issues) as structuredContent."
+    )
+    if contract.errors:
+        lines.append("Declared errors:")
+        for spec in contract.errors:
+            retry = ", retryable" if spec.retryable else ""
+            lines.append(f"- {spec.code} ({spec.status}{retry}): {spec.title}")
+    common = list(COMMON_CODES)
+    if contract.kind == "command":
+        common.insert(3, "IDEMPOTENCY_CONFLICT")
+    lines.append(f"Any call may also answer {', '.join(common)}.")
+    lines.append(f"Documentation: {doc_uri(contract, pinned=pinned)}")
+    return "\n".join(lines)

@@ -167,6 +167,14 @@ def call(
     sys.exit(1)
 
 
+@main.command("graphql-schema")
+def graphql_schema() -> None:
+    """Print the GraphQL schema (SDL)."""
+    from transports.graphql import graphql_sdl
+
+    click.echo(graphql_sdl(Server.build().registry), nl=False)
+
+
 @main.command("mcp")
 @click.option(
     "--api-key",

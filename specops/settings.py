@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     environment: Literal["development", "production", "test"] = "development"
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    graphql_introspection: bool | None = Field(
+        None, description="GraphQL introspection; default: on except in production"
+    )
     mcp_require_auth: bool = Field(True, description="false: /mcp accepts callers without a key")
     mcp_stateless: bool = Field(False, description="true: no MCP sessions (horizontal scaling)")
     mcp_allowed_hosts: list[str] | None = Field(None, description="JSON list; None: loopback")
@@ -42,3 +45,9 @@ class Settings(BaseSettings):
         "function(registry, db, settings) after the built-in operations",
     )
     idempotency_wait_seconds: float = 10.0
+
+    @property
+    def graphql_introspection_enabled(self) -> bool:
+        if self.graphql_introspection is None:
+            return self.environment != "production"
+        return self.graphql_introspection

@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from registry.invocation import request_id_from
 from registry.pipeline import Pipeline
+from transports.graphql import GraphQLTransport
 from transports.http import problem_response
 from transports.mcp import McpHttp
 from transports.openapi import openapi_document
@@ -47,6 +48,7 @@ def create_asgi_app(
     readiness: ReadinessCheck,
     lifespan: Lifespan | None = None,
     mcp: McpHttp | None = None,
+    graphql_introspection: bool = True,
     title: str = "specops",
 ) -> Starlette:
     document = openapi_document(pipeline.registry, title=title)
@@ -67,6 +69,7 @@ def create_asgi_app(
 
     routes: list[Any] = [
         *RestTransport(pipeline).routes(),
+        *GraphQLTransport(pipeline, introspection=graphql_introspection).routes(),
         *(mcp.routes() if mcp is not None else []),
         Route("/api/openapi.json", openapi, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

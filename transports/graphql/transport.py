@@ -1,0 +1,218 @@
+"""GraphQL at ``/graphql``: strawberry's ASGI view over the schema generated from the
+registry, each root field resolved through the one pipeline (transport ``graphql``).
+
+Per request this module only reads HTTP: the credentials (``Authorization``, as on
+REST), the ``Idempotency-Key`` (mutations: ``<key>:<response key>`` per field), the
+request id (``X-Request-Id``, shared by every field of the request and returned). The
+schema, its resolvers and its validation rules are built once, in the constructor;
+strawberry's parser and validation caches serve repeated documents.
+
+Requests that cannot be executed at all (not JSON, no query, a batch, too large, a
+mutation over GET) answer their HTTP status with a GraphQL-shaped body whose error has
+``extensions.code``; nothing ran, so nothing is audited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import strawberry
+from cross_web import HTTPException
+from graphql import ASTValidationRule
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.extensions import (
+    MaxTokensLimiter,
+    ParserCache,
+    SchemaExtension,
+    ValidationCache,
+)
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+
+from registry.errors import CATALOGUE, ErrorSpec
+from registry.invocation import request_id_from
+from registry.pipeline import Pipeline
+from registry.registry import Registry
+from transports.graphql.errors import ProblemSchema, problem_extensions
+from transports.graphql.limits import GraphQLLimits, validation_rules
+from transports.graphql.resolvers import GraphQLContext, resolver_for
+from transports.graphql.schema import ExtensionFactory, build_schema
+from transports.http import bearer_credentials, client_address, json_bytes
+
+DEFAULT_CACHE_SIZE = 256
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _Rules(SchemaExtension):
+    """Runs validation with exactly ``rules`` (the same tuple on every request, which
+    keeps the validation cache's key stable)."""
+
+    def __init__(self, rules: tuple[type[ASTValidationRule], ...]) -> None:
+        self.rules = rules
+
+    def on_operation(self) -> Iterator[None]:
+        self.execution_context.validation_rules = self.rules
+        yield
+
+
+def _status_spec(status: int, reason: str) -> ErrorSpec:
+    if status == 413:
+        return CATALOGUE.PAYLOAD_TOO_LARGE
+    if status == 415 or reason == "Unsupported content type":
+        return CATALOGUE.UNSUPPORTED_MEDIA_TYPE
+    if status == 405:
+        return CATALOGUE.METHOD_NOT_ALLOWED
+    return ErrorSpec("MALFORMED_REQUEST", status, "Malformed request")
+
+
+class GraphQLView(GraphQL[GraphQLContext, None]):
+    """strawberry's ASGI view, with our context, problem-shaped request errors and a body
+    size limit."""
+
+    def __init__(
+        self,
+        schema: strawberry.Schema,
+        pipeline: Pipeline,
+        *,
+        graphiql: bool,
+        max_body_bytes: int,
+    ) -> None:
+        super().__init__(
+            schema,
+            graphql_ide="graphiql" if graphiql else None,
+            allow_queries_via_get=True,
+            subscription_protocols=(),
+        )
+        self.pipeline = pipeline
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":  # no subscriptions: refuse the handshake
+            await WebSocket(scope, receive, send).close(code=1008)
+            return
+        request = Request(scope, self._limited(receive))
+        try:
+            declared = request.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_body_bytes:
+                raise _BodyTooLarge
+            response = await self.run(request)
+        except HTTPException as exc:
+            response = self._request_error(request, exc.status_code, exc.reason)
+        except _BodyTooLarge:
+            detail = f"Bodies are limited to {self.max_body_bytes} bytes"
+            response = self._request_error(request, 413, detail)
+        await response(scope, receive, send)
+
+    def _limited(self, receive: Receive) -> Receive:
+        remaining = self.max_body_bytes
+
+        async def limited() -> Message:
+            nonlocal remaining
+            message = await receive()
+            remaining -= len(message.get("body", b""))
+            if remaining < 0:
+                raise _BodyTooLarge
+            return message
+
+        return limited
+
+    def _request_error(self, request: Request, status: int, reason: str) -> Response:
+        request_id = request_id_from(request.headers.get("x-request-id"))
+        spec = _status_spec(status, reason)
+        extensions = problem_extensions(spec, reason, request_id=request_id)
+        body = {"data": None, "errors": [{"message": reason, "extensions": extensions}]}
+        return Response(
+            json_bytes(body),
+            spec.status,
+            headers={"X-Request-Id": request_id},
+            media_type="application/json",
+        )
+
+    async def get_context(self, request: Any, response: Any) -> GraphQLContext:
+        request_id = request_id_from(request.headers.get("x-request-id"))
+        response.headers["X-Request-Id"] = request_id
+        context = GraphQLContext(
+            request=request,
+            response=response,
+            pipeline=self.pipeline,
+            request_id=request_id,
+            credentials=bearer_credentials(request),
+            idempotency_key=request.headers.get("idempotency-key"),
+            client=client_address(request),
+        )
+        request.state.graphql_context = context
+        return context
+
+    async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
+        data = await super().process_result(request, result)
+        context = getattr(request.state, "graphql_context", None)
+        if context is not None and context.replayed:
+            data["extensions"] = {**(data.get("extensions") or {}), "replayed": context.replayed}
+        return data
+
+    def encode_json(self, data: object) -> bytes:
+        return json_bytes(data)
+
+
+class GraphQLTransport:
+    """The GraphQL endpoint for every operation of the pipeline's registry.
+
+    ``introspection`` should be off in production (clients then work from the SDL that
+    ``specops graphql-schema`` prints); ``graphiql`` serves the GraphiQL page on a
+    browser's GET (it needs introspection, and loads its assets from a CDN).
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        path: str = "/graphql",
+        introspection: bool = True,
+        graphiql: bool = False,
+        limits: GraphQLLimits | None = None,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+    ) -> None:
+        self.pipeline = pipeline
+        self.path = path
+        self.limits = limits or GraphQLLimits()
+        self.rules = validation_rules(self.limits, introspection=introspection)
+        self.schema = build_schema(
+            pipeline.registry,
+            resolver_for,
+            extensions=self._extensions(cache_size),
+            schema_class=ProblemSchema,
+        )
+        self.view = GraphQLView(
+            self.schema,
+            pipeline,
+            graphiql=graphiql and introspection,
+            max_body_bytes=self.limits.max_body_bytes,
+        )
+
+    def _extensions(self, cache_size: int) -> Iterable[ExtensionFactory]:
+        rules, max_tokens = self.rules, self.limits.max_tokens
+        return (
+            lambda: MaxTokensLimiter(max_token_count=max_tokens),
+            lambda: ParserCache(maxsize=cache_size),
+            lambda: _Rules(rules),
+            lambda: ValidationCache(maxsize=cache_size),
+        )
+
+    def routes(self) -> list[Route]:
+        return [Route(self.path, self.view)]
+
+
+def graphql_sdl(registry: Registry) -> str:
+    """The schema ``GraphQLTransport`` serves for ``registry``, as SDL (types sorted by
+    name), for ``specops graphql-schema`` and the reviewed snapshot."""
+    schema = build_schema(registry, resolver_for, schema_class=ProblemSchema)
+    return schema.as_str().rstrip("\n") + "\n"

@@ -96,8 +96,11 @@ class Catalogue:
 
 CATALOGUE = Catalogue()
 
-#: Catalogue codes a handler may raise without declaring them.
-PASS_THROUGH_CODES = frozenset({"UPSTREAM_UNAVAILABLE", "RATE_LIMITED", "TIMEOUT"})
+#: Catalogue codes a handler may raise without declaring them: refusals that need stored
+#: data (``ctx.allowed``, a cursor to decode) and upstream trouble.
+PASS_THROUGH_CODES = frozenset(
+    {"FORBIDDEN", "INVALID_INPUT", "UPSTREAM_UNAVAILABLE", "RATE_LIMITED", "TIMEOUT"}
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,18 +7,30 @@ pipeline does everything else.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, request_response
+from starlette.types import Receive, Scope, Send
 
-from registry.errors import CATALOGUE, OperationError
-from registry.invocation import Invocation, request_id_from
+from registry.errors import CATALOGUE, Issue, OperationError, Problem
+from registry.invocation import Invocation, OperationRef, Outcome, request_id_from
 from registry.pipeline import Pipeline
 from transports.http import bearer_credentials, client_address, outcome_response
 
 MAX_BODY_BYTES = 1024 * 1024
+#: The methods that reach the pipeline (GET for queries, POST for all); others are 405.
+ROUTED_METHODS = frozenset({"GET", "HEAD", "POST"})
+
+
+def _not_an_object() -> OperationError:
+    """A JSON ``null`` input: a value that is not an object, not a missing input."""
+    return CATALOGUE.INVALID_INPUT(
+        "Input must be a JSON object",
+        issues=(Issue("", "object_type", "Input should be an object"),),
+    )
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -35,9 +47,12 @@ def query_input(request: Request) -> tuple[Any, OperationError | None]:
     params = request.query_params
     if "input" in params:
         try:
-            return json.loads(params["input"]), None
+            decoded = json.loads(params["input"])
         except ValueError:
             return None, CATALOGUE.MALFORMED_REQUEST("The input parameter is not valid JSON")
+        except RecursionError:
+            return None, CATALOGUE.MALFORMED_REQUEST("The input parameter nests too deeply")
+        return (None, _not_an_object()) if decoded is None else (decoded, None)
     data: dict[str, Any] = {}
     for name in params:
         values = params.getlist(name)
@@ -58,9 +73,23 @@ async def body_input(request: Request) -> tuple[Any, OperationError | None]:
     if not _is_json(request.headers.get("content-type")):
         return None, CATALOGUE.UNSUPPORTED_MEDIA_TYPE("Send the input as application/json")
     try:
-        return json.loads(body), None
+        data = json.loads(body)
     except ValueError:
         return None, CATALOGUE.MALFORMED_REQUEST("The body is not valid JSON")
+    except RecursionError:
+        return None, CATALOGUE.MALFORMED_REQUEST("The body nests too deeply")
+    return (None, _not_an_object()) if data is None else (data, None)
+
+
+class AnyMethod:
+    """An endpoint as a plain ASGI app: Starlette routes every method to one of these,
+    where a function endpoint only gets the methods listed."""
+
+    def __init__(self, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
+        self.app = request_response(endpoint)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
 
 
 class RestTransport:
@@ -70,13 +99,35 @@ class RestTransport:
         self.pipeline = pipeline
 
     def routes(self) -> list[Route]:
-        methods = ["GET", "POST"]
+        # Every method reaches the endpoint, so that a 405 names what the operation allows.
+        endpoint = AnyMethod(self.endpoint)
         return [
-            Route("/api/ops/{key}", self.endpoint, methods=methods),
-            Route("/api/ops/{key}/v{version}", self.endpoint, methods=methods),
+            Route("/api/ops/{key}", endpoint),
+            Route("/api/ops/{key}/v{version}", endpoint),
         ]
 
+    def method_not_allowed(self, request: Request) -> Response:
+        """405 naming the methods of this operation: POST for a command, GET and POST for
+        a query or an unknown key. Answered here, like routing errors, before identity."""
+        key = request.path_params["key"]
+        operation = self.pipeline.registry.resolve(key, request.path_params.get("version"))
+        ref = None
+        allow = "GET, POST"
+        if operation is not None:
+            c = operation.contract
+            ref = OperationRef(c.key, str(c.version), c.kind)
+            if c.kind == "command":
+                allow = "POST"
+        error = CATALOGUE.METHOD_NOT_ALLOWED(
+            f"{request.method} is not supported here; use {allow.replace(', ', ' or ')}",
+            headers={"Allow": allow},
+        )
+        request_id = request_id_from(request.headers.get("x-request-id"))
+        return outcome_response(Outcome(request_id, ref, problem=Problem.of(error)))
+
     async def endpoint(self, request: Request) -> Response:
+        if request.method not in ROUTED_METHODS:
+            return self.method_not_allowed(request)
         read_only = request.method == "GET"
         if read_only:
             payload, error = query_input(request)

@@ -67,20 +67,30 @@ class AuditLog:
             while len(batch) < self.max_batch and not queue.empty():
                 batch.append(queue.get_nowait())
             try:
-                async with self.db.begin() as conn:
-                    await conn.execute(audit_events.insert(), [_row(r) for r, _ in batch])
-            except Exception as exc:
-                log.exception("audit_store_failed", records=len(batch))
-                for _, done in batch:
-                    if done is not None and not done.done():
-                        done.set_exception(exc)
-            else:
-                for _, done in batch:
-                    if done is not None and not done.done():
-                        done.set_result(None)
+                await self._store(batch)
             finally:
                 for _ in batch:
                     queue.task_done()
+
+    async def _store(self, batch: list[_Item]) -> None:
+        """One transaction for the batch; if it fails, each record alone, so that one bad
+        record never costs the others theirs."""
+        try:
+            async with self.db.begin() as conn:
+                await conn.execute(audit_events.insert(), [_row(r) for r, _ in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                record, done = batch[0]
+                log.exception("audit_store_failed", request_id=record.request_id)
+                if done is not None and not done.done():
+                    done.set_exception(exc)
+                return
+            for item in batch:
+                await self._store([item])
+            return
+        for _, done in batch:
+            if done is not None and not done.done():
+                done.set_result(None)
 
     @staticmethod
     def _log_line(record: AuditRecord) -> None:

@@ -86,6 +86,11 @@ def input_issues(error: ValidationError) -> tuple[Issue, ...]:
     )
 
 
+def clip(value: str | None, size: int) -> str | None:
+    """A caller-supplied string cut to the size its audit column holds."""
+    return value if value is None or len(value) <= size else value[: size - 1] + "…"
+
+
 def summarize(issues: tuple[Issue, ...]) -> str:
     """A one-line detail naming the first few invalid fields."""
     shown = "; ".join(f"{i.path or 'input'}: {i.message}" for i in issues[:3])
@@ -337,6 +342,8 @@ class Pipeline:
             async with asyncio.timeout(contract.timeout_seconds):
                 result = await call.operation.handler(call.input, ctx)
         except OperationError as exc:
+            if exc.code == "FORBIDDEN":
+                call.decision = "deny"  # the handler asked policy a further question
             if contract.declared_error(exc.code) or exc.code in PASS_THROUGH_CODES:
                 raise
             log.error("undeclared_error", operation=contract.ref, code=exc.code)
@@ -364,13 +371,15 @@ class Pipeline:
     # -- after the stages ---------------------------------------------------------------
 
     async def settle_idempotency(self, call: Call, outcome: Outcome) -> None:
-        """Keep deterministic results for replay; free the key when a retry may differ."""
+        """Keep deterministic results (success, non-retryable declared errors) for replay;
+        free the key when a retry may differ."""
         if call.idempotency is None:
             return
         problem = outcome.problem
         try:
             if problem is None or (
-                call.operation is not None
+                not problem.retryable
+                and call.operation is not None
                 and call.operation.contract.declared_error(problem.code) is not None
             ):
                 await self.idempotency.complete(
@@ -390,18 +399,18 @@ class Pipeline:
             at=time.time(),
             request_id=inv.request_id,
             transport=inv.transport,
-            client=inv.client,
+            client=clip(inv.client, 128),
             tenant_id=actor.tenant_id if actor else None,
             actor_id=actor.id if actor else None,
             actor_kind=actor.kind if actor else None,
             credential_id=actor.credential_id if actor else None,
             operation_key=contract.key if contract else inv.key[:200],
-            operation_version=str(contract.version) if contract else inv.version,
+            operation_version=str(contract.version) if contract else clip(inv.version, 64),
             decision=call.decision,
             outcome=outcome.code,
             status=problem.status if problem else 200,
             latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
-            idempotency_key=inv.idempotency_key,
+            idempotency_key=clip(inv.idempotency_key, MAX_IDEMPOTENCY_KEY),
             replayed=call.replayed,
             input_digest=call.input_digest,
             detail=problem.detail if problem and problem.code != "INTERNAL" else None,

@@ -52,12 +52,48 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
             await db.dispose()
 
 
+async def _running_stack(
+    name: str,
+    backend: str,
+    localstripe: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    env: dict[str, str | None] | None = None,
+) -> AsyncIterator[Stack]:
+    tmp = tmp_path_factory.mktemp(f"{name}-{backend}")
+    async for url in _database_url(backend, tmp):
+        async with Stack.start(tmp, url, localstripe, env=env) as running:
+            yield running
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 async def stack(
     request: pytest.FixtureRequest, localstripe: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Stack]:
     """A running specops server (uvicorn, a free port) on each backend, with localstripe."""
-    tmp = tmp_path_factory.mktemp(f"stack-{request.param}")
-    async for url in _database_url(request.param, tmp):
-        async with Stack.start(tmp, url, localstripe) as running:
-            yield running
+    async for running in _running_stack("stack", request.param, localstripe, tmp_path_factory):
+        yield running
+
+
+#: The test-only ``testing.*`` operations, a short wait for a running duplicate of an
+#: idempotent command (so a second one answers 409 busy), no identity cache (so a revoked
+#: key is refused at once), and no Stripe credentials (payments answer
+#: UPSTREAM_UNAVAILABLE while every other operation works).
+TESTING_ENV: dict[str, str | None] = {
+    "SPECOPS_EXTRA_OPERATIONS": "tests.support.extra_ops:install",
+    "SPECOPS_IDEMPOTENCY_WAIT_SECONDS": "0.2",
+    "SPECOPS_IDENTITY_CACHE_SECONDS": "0",
+    "STRIPE_SECRET_KEY": None,
+}
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+async def testing_stack(
+    request: pytest.FixtureRequest, localstripe: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
+    """A running server configured by TESTING_ENV: it also offers the ``testing.*``
+    operations of ``tests.support.extra_ops`` (callable with role ``admin``), and has no
+    Stripe credentials."""
+    async for running in _running_stack(
+        "testing", request.param, localstripe, tmp_path_factory, TESTING_ENV
+    ):
+        yield running

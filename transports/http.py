@@ -11,6 +11,7 @@ from starlette.responses import Response
 from registry.invocation import Outcome
 
 PROBLEM_JSON = "application/problem+json"
+BEARER_CHALLENGE = 'Bearer realm="specops"'
 
 
 def bearer_credentials(request: Request) -> str | None:
@@ -44,4 +45,6 @@ def outcome_response(outcome: Outcome) -> Response:
     if outcome.problem is None:
         return Response(json_bytes(outcome.output), 200, headers, "application/json")
     headers.update(outcome.problem.headers)
+    if outcome.problem.status == 401:
+        headers["WWW-Authenticate"] = BEARER_CHALLENGE
     return problem_response(outcome.problem_body(), outcome.problem.status, headers)

@@ -128,7 +128,7 @@ class RestTransport:
     async def endpoint(self, request: Request) -> Response:
         if request.method not in ROUTED_METHODS:
             return self.method_not_allowed(request)
-        read_only = request.method == "GET"
+        read_only = request.method in ("GET", "HEAD")
         if read_only:
             payload, error = query_input(request)
         else:

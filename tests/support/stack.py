@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +29,35 @@ class Stack:
     stripe_url: str
     db: Database
     server: Running
+    #: Every token ``key()`` handed out, so tests can check none of them leaks.
+    issued: list[str] = field(default_factory=list)
 
     @classmethod
     @asynccontextmanager
-    async def start(cls, tmp: Path, database_url: str, stripe_url: str) -> AsyncIterator[Stack]:
-        server = start_specops(
-            tmp,
-            {
-                "DATABASE_URL": database_url,
-                "STRIPE_SECRET_KEY": STRIPE_TEST_KEY,
-                "STRIPE_API_BASE": stripe_url,
-            },
-        )
+    async def start(
+        cls,
+        tmp: Path,
+        database_url: str,
+        stripe_url: str,
+        env: Mapping[str, str | None] | None = None,
+    ) -> AsyncIterator[Stack]:
+        """Start a server. ``env`` adds or overrides variables of the server process; a
+        value of None leaves the variable out (``{"STRIPE_SECRET_KEY": None}`` starts a
+        server without Stripe credentials)."""
+        settings: dict[str, str | None] = {
+            "DATABASE_URL": database_url,
+            "STRIPE_SECRET_KEY": STRIPE_TEST_KEY,
+            "STRIPE_API_BASE": stripe_url,
+            **(env or {}),
+        }
+        # start_specops layers these over os.environ; an empty value is as good as unset
+        # for a variable this environment happens to define.
+        server_env = {
+            name: value if value is not None else ""
+            for name, value in settings.items()
+            if value is not None or name in os.environ
+        }
+        server = start_specops(tmp, server_env)
         db = Database(database_url)
         try:
             yield cls(server.url, database_url, stripe_url, db, server)
@@ -60,6 +78,7 @@ class Stack:
             roles=tuple(roles),
             kind=kind,  # type: ignore[arg-type]
         )
+        self.issued.append(token)
         return token
 
     async def audit(self, request_id: str, *, wait: float = 5.0) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from tests.support.stack import Stack
 
@@ -13,13 +14,14 @@ def rid() -> str:
 
 async def create_invoice(
     stack: Stack, token: str, amount: str = "12.50", currency: str = "usd"
-) -> dict:
+) -> dict[str, Any]:
     async with stack.client(token) as http:
         r = await http.post(
             "/api/ops/billing.createInvoice", json={"amount": amount, "currency": currency}
         )
     assert r.status_code == 200, r.text
-    return r.json()
+    invoice: dict[str, Any] = r.json()
+    return invoice
 
 
 async def test_happy_path_pays_the_invoice(stack: Stack) -> None:

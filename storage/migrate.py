@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -37,28 +38,26 @@ async def current_revision(db: Database) -> str | None:
         return await conn.run_sync(read)
 
 
-async def upgrade(db: Database, revision: str = "head") -> None:
-    """Apply pending migrations up to ``revision``."""
+async def _run(db: Database, step: Callable[[Config, str], None], revision: str) -> None:
+    """Run an Alembic command on the server's own engine, in one transaction."""
     config = alembic_config()
 
     def run(conn: Connection) -> None:
         config.attributes["connection"] = conn
-        command.upgrade(config, revision)
+        step(config, revision)
 
     async with db.begin() as conn:
         await conn.run_sync(run)
+
+
+async def upgrade(db: Database, revision: str = "head") -> None:
+    """Apply pending migrations up to ``revision``."""
+    await _run(db, command.upgrade, revision)
 
 
 async def downgrade(db: Database, revision: str) -> None:
     """Revert to ``revision`` (used by tests of the migrations themselves)."""
-    config = alembic_config()
-
-    def run(conn: Connection) -> None:
-        config.attributes["connection"] = conn
-        command.downgrade(config, revision)
-
-    async with db.begin() as conn:
-        await conn.run_sync(run)
+    await _run(db, command.downgrade, revision)
 
 
 async def is_current(db: Database) -> bool:

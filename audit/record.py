@@ -28,6 +28,8 @@ class AuditRecord:
     replayed: bool
     input_digest: str | None
     detail: str | None
+    #: The policy line that decided (``p, role, dom, obj, act, eft``), where one did.
+    policy_rule: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

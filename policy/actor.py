@@ -17,6 +17,8 @@ class Actor:
     roles: frozenset[str]
     kind: ActorKind
     credential_id: str | None = None
+    #: Operation keys the credential is limited to; None: no limit beyond policy.
+    operations: frozenset[str] | None = None
 
     @property
     def authenticated(self) -> bool:

@@ -41,6 +41,7 @@ api_keys = Table(
     Column("description", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("operations", Text, nullable=True),  # JSON list of operation keys; NULL: all
 )
 
 invoices = Table(
@@ -98,6 +99,32 @@ audit_events = Table(
     Column("replayed", Boolean, nullable=False),
     Column("input_digest", String(64), nullable=True),
     Column("detail", Text, nullable=True),
+    Column("policy_rule", String(255), nullable=True),
     Index("ix_audit_events_tenant_at", "tenant_id", "at"),
     Index("ix_audit_events_request_id", "request_id"),
+)
+
+policy_rules = Table(
+    "policy_rules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ptype", String(8), nullable=False),  # p: sub, dom, obj, act, eft; g: member, role, dom
+    Column("v0", String(255), nullable=False),
+    Column("v1", String(255), nullable=False),
+    Column("v2", String(255), nullable=False),
+    Column("v3", String(255), nullable=False),
+    Column("v4", String(255), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(128), nullable=True),
+    Index("ux_policy_rules_rule", "ptype", "v0", "v1", "v2", "v3", "v4", unique=True),
+)
+
+#: One row (id 1) whose version grows with every policy change, so that every server
+#: process notices a change made by another and reloads.
+policy_state = Table(
+    "policy_state",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )

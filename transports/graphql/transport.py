@@ -42,7 +42,8 @@ from registry.registry import Registry
 from transports.graphql.errors import ProblemSchema, problem_extensions
 from transports.graphql.limits import GraphQLLimits, validation_rules
 from transports.graphql.resolvers import GraphQLContext, resolver_for
-from transports.graphql.schema import ExtensionFactory, build_schema
+from transports.graphql.schema import ExtensionFactory, TypeMapper, build_schema, root_fields
+from transports.graphql.visibility import IntrospectionFilter, Visibility
 from transports.http import bearer_credentials, client_address, json_bytes
 
 DEFAULT_CACHE_SIZE = 256
@@ -191,6 +192,10 @@ class GraphQLTransport:
             extensions=self._extensions(cache_size),
             schema_class=ProblemSchema,
         )
+        roots = {
+            root.name: root.operation for root, _ in root_fields(pipeline.registry, TypeMapper())
+        }
+        self.visibility = Visibility(self.schema._schema, roots)
         self.view = GraphQLView(
             self.schema,
             pipeline,
@@ -201,6 +206,7 @@ class GraphQLTransport:
     def _extensions(self, cache_size: int) -> Iterable[ExtensionFactory]:
         rules, max_tokens = self.rules, self.limits.max_tokens
         return (
+            lambda: IntrospectionFilter(self.visibility, self.pipeline),
             lambda: MaxTokensLimiter(max_token_count=max_tokens),
             lambda: ParserCache(maxsize=cache_size),
             lambda: _Rules(rules),

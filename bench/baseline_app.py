@@ -1,0 +1,94 @@
+"""The baseline: plain Starlette endpoints doing the same pydantic work as our operations.
+
+No identity, policy, idempotency or audit: only JSON decoding, validation of the very
+models our contracts use, and a JSON response. Served by uvicorn exactly as ``specops
+serve`` serves our app (factory, one worker, log level warning, no access log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from specs.billing.capture_payment import CapturePaymentInput
+from specs.system.ping import PingInput, PingOutput
+
+BENCH_ACTOR = "bench"
+M = TypeVar("M", bound=BaseModel)
+
+
+async def _parse(request: Request, model: type[M]) -> M | Response:
+    """The body validated as ``model``, or the error response to send instead."""
+    body = await request.body()
+    try:
+        raw = json.loads(body) if body.strip() else {}
+    except ValueError:
+        return JSONResponse({"error": "The body is not valid JSON"}, 400)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.json(include_url=False, include_input=False)
+        return Response(f'{{"errors":{errors}}}', 422, media_type="application/json")
+
+
+async def ping(request: Request) -> Response:
+    """Validate a PingInput and answer a PingOutput, as ``system.ping`` does."""
+    data = await _parse(request, PingInput)
+    if isinstance(data, Response):
+        return data
+    output = PingOutput(message=data.message, actor_id=BENCH_ACTOR, tenant_id=BENCH_ACTOR)
+    return JSONResponse(output.model_dump(mode="json"))
+
+
+async def capture(request: Request) -> Response:
+    """Validate a CapturePaymentInput; 422 with pydantic's errors when it is invalid."""
+    data = await _parse(request, CapturePaymentInput)
+    if isinstance(data, Response):
+        return data
+    return JSONResponse({"invoiceId": data.invoice_id, "status": "accepted"})
+
+
+async def healthz(_: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def create_app() -> Starlette:
+    """The ASGI app for ``uvicorn --factory bench.baseline_app:create_app``."""
+    return Starlette(
+        routes=[
+            Route("/ping", ping, methods=["POST"]),
+            Route("/capture", capture, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ]
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve the baseline with the uvicorn settings ``specops serve`` uses."""
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    uvicorn.run(
+        "bench.baseline_app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=1,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

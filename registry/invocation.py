@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -17,7 +17,12 @@ def request_id_from(candidate: str | None) -> str:
     """Keep a caller's request id when it is sane, otherwise mint one."""
     if candidate and _REQUEST_ID.fullmatch(candidate):
         return candidate
-    return uuid.uuid4().hex
+    return new_request_id()
+
+
+def new_request_id() -> str:
+    """128 random bits as hex (``uuid4().hex`` costs three times as much)."""
+    return os.urandom(16).hex()
 
 
 @dataclass(slots=True)
@@ -37,7 +42,7 @@ class Invocation:
     version: str | None = None
     credentials: str | None = None
     idempotency_key: str | None = None
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str = field(default_factory=lambda: new_request_id())
     client: str | None = None
     read_only: bool = False
     wire_error: OperationError | None = None

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from pydantic_core import to_json
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -30,7 +30,7 @@ def client_address(request: Request) -> str | None:
 
 
 def json_bytes(data: Any) -> bytes:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    return to_json(data)
 
 
 def problem_response(body: dict[str, Any], status: int, headers: dict[str, str]) -> Response:

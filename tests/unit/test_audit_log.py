@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from dataclasses import replace
@@ -14,7 +15,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError
 from structlog.testing import capture_logs
 
-from audit.log import AuditLog
+from audit.log import AuditLog, log_level
 from audit.record import AuditRecord
 from storage.tables import audit_events
 
@@ -138,7 +139,15 @@ async def test_a_failed_store_fails_durable_writes(audit, database) -> None:
     assert len(await stored(database, ok.request_id)) == 1
 
 
-@pytest.mark.parametrize(("status", "level"), [(422, "warning"), (503, "error")])
+def test_log_levels_follow_the_status() -> None:
+    assert [log_level(s) for s in (200, 404, 422, 401, 403, 429, 500, 503)] == [
+        logging.INFO, logging.INFO, logging.INFO,
+        logging.WARNING, logging.WARNING, logging.WARNING,
+        logging.ERROR, logging.ERROR,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("status", "level"), [(403, "warning"), (503, "error")])
 async def test_the_log_line_carries_the_record(audit, status: int, level: str) -> None:
     rec = record(status=status, outcome="SOMETHING", credential_id="abcdefghijkl")
     with capture_logs() as logs:

@@ -1,9 +1,11 @@
-"""``python -m bench``: REST throughput of our pipeline against a plain Starlette endpoint.
+"""``python -m bench``: throughput of our pipeline against baselines without it.
 
-Starts ``specops serve`` (fresh SQLite database, one API key) and the baseline app as
-subprocesses on 127.0.0.1, checks one request of each scenario, then runs wrk in
-interleaved rounds (ours, baseline, ours, baseline...) after a warm-up, and prints the
-median requests/second of each side and their ratio. Both servers are stopped on exit.
+Starts ``specops serve`` (fresh SQLite database, one API key, stateless MCP) and the
+baseline app as subprocesses on 127.0.0.1, checks one request of each scenario, then runs
+wrk after a warm-up in interleaved rounds: in each round every scenario's ours then its
+baseline, so that ratios across scenarios (our GraphQL over our REST...) compare figures
+measured side by side too. Prints the median requests/second and server CPU time per
+request of each side and their ratios. Both servers are stopped on exit.
 """
 
 from __future__ import annotations
@@ -20,12 +22,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import servers, wrk
-from bench.report import Run, ScenarioResult, Side, fmt, table
-from bench.scenarios import Scenario, Target, preflight, scenarios
+from bench.report import CrossResult, Run, ScenarioResult, cross, fmt, table
+from bench.scenarios import (
+    Scenario,
+    Target,
+    comparisons,
+    preflight,
+    response_mode,
+    scenarios,
+)
 from bench.servers import BenchError, ServerProcess
 
-TARGET_RATIO = 0.7
 SETTLE_SECONDS = 0.5
+SCENARIO_NAMES = tuple(s.name for s in scenarios(""))
 
 
 @dataclass(frozen=True)
@@ -37,13 +46,14 @@ class Options:
     rounds: int
     pin: bool
     as_json: bool
+    scenarios: tuple[str, ...] = SCENARIO_NAMES
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="REST throughput of our full pipeline against a plain Starlette endpoint, "
-        "as ratios (ours / baseline).",
+        description="Throughput of our full pipeline (REST, GraphQL, MCP) against baselines "
+        "without it (plain Starlette, strawberry, the MCP SDK), as ratios (ours / baseline).",
     )
     parser.add_argument("--duration", type=int, default=5, help="seconds per measured run")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per server")
@@ -59,7 +69,19 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         action="store_true",
         help="print the results as JSON on stdout (the table then goes to stderr)",
     )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIO_NAMES),
+        help=f"comma-separated subset to run (default: all of {','.join(SCENARIO_NAMES)})",
+    )
     args = parser.parse_args(argv)
+    chosen = tuple(dict.fromkeys(n.strip() for n in args.scenarios.split(",") if n.strip()))
+    unknown = [n for n in chosen if n not in SCENARIO_NAMES]
+    if unknown or not chosen:
+        parser.error(
+            f"--scenarios: unknown {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(SCENARIO_NAMES)}"
+        )
     if args.duration < 1 or args.warmup < 0 or args.rounds < 1:
         parser.error("--duration and --rounds must be at least 1, --warmup at least 0")
     if args.connections < args.threads or args.threads < 1:
@@ -72,6 +94,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         args.rounds,
         args.pin,
         args.as_json,
+        tuple(n for n in SCENARIO_NAMES if n in chosen),
     )
 
 
@@ -111,9 +134,10 @@ class Runner:
         if server.proc.poll() is not None:
             raise BenchError(f"{server.name} exited during the run:\n{server.log_tail()}")
         if result.expected == 0 or result.unexpected:
+            errors = f" or matched {request.error_pattern!r}" if request.error_pattern else ""
             raise BenchError(
                 f"{server.name} {request.path}: {result.unexpected} of {result.requests} "
-                f"answers were not {request.expected_status} "
+                f"answers were not {request.expected_status}{errors} "
                 f"(e.g. {result.last_unexpected_status}); the run is not comparable"
             )
         if result.socket_errors:
@@ -121,29 +145,42 @@ class Runner:
         cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
         return Run(result, duration, cpu)
 
-    def scenario(
-        self, scenario: Scenario, ours: ServerProcess, baseline: ServerProcess
-    ) -> ScenarioResult:
-        """Warm both up, then alternate measured runs: ours, baseline, ours, baseline..."""
-        result = ScenarioResult(scenario.name, scenario.description)
-        sides: list[tuple[ServerProcess, Target, Side]] = [
-            (ours, scenario.ours, result.ours),
-            (baseline, scenario.baseline, result.baseline),
+    def sides(
+        self,
+        scenario: Scenario,
+        result: ScenarioResult,
+        ours: ServerProcess,
+        baseline: ServerProcess,
+    ) -> list[tuple[ServerProcess, Target, list[Run]]]:
+        return [
+            (ours, scenario.ours, result.ours.runs),
+            (baseline, scenario.baseline, result.baseline.runs),
         ]
+
+    def measure(
+        self,
+        plan: list[tuple[Scenario, ScenarioResult]],
+        ours: ServerProcess,
+        baseline: ServerProcess,
+    ) -> None:
+        """Warm every side up, then alternate measured runs, round by round: in each round
+        every scenario's ours, then its baseline."""
         if self.options.warmup:
-            for server, target, _ in sides:
-                progress(f"{scenario.name}: warm-up {server.name} ({self.options.warmup}s)")
-                self.once(server, target, self.options.warmup)
+            for scenario, result in plan:
+                for server, target, _ in self.sides(scenario, result, ours, baseline):
+                    progress(f"{scenario.name}: warm-up {server.name} ({self.options.warmup}s)")
+                    self.once(server, target, self.options.warmup)
         for n in range(1, self.options.rounds + 1):
-            for server, target, side in sides:
-                run = self.once(server, target, self.options.duration)
-                side.runs.append(run)
-                progress(
-                    f"{scenario.name}: round {n}/{self.options.rounds} {server.name}: "
-                    f"{run.wrk.requests_per_sec:,.0f} req/s, server busy "
-                    f"{fmt(run.server_busy, '.0%')}"
-                )
-        return result
+            for scenario, result in plan:
+                for server, target, runs in self.sides(scenario, result, ours, baseline):
+                    run = self.once(server, target, self.options.duration)
+                    runs.append(run)
+                    progress(
+                        f"{scenario.name}: round {n}/{self.options.rounds} {server.name}: "
+                        f"{run.wrk.requests_per_sec:,.0f} req/s, "
+                        f"{fmt(run.cpu_us_per_request, ',.0f')} cpu us/req, server busy "
+                        f"{fmt(run.server_busy, '.0%')}"
+                    )
 
 
 def benchmark(options: Options, workdir: Path) -> list[ScenarioResult]:
@@ -165,12 +202,21 @@ def benchmark(options: Options, workdir: Path) -> list[ScenarioResult]:
         progress(
             f"ours: {ours.url} (pid {ours.pid}); baseline: {baseline.url} (pid {baseline.pid})"
         )
-        plan = scenarios(token)
-        for scenario in plan:
-            preflight(ours.url, scenario.ours)
-            preflight(baseline.url, scenario.baseline)
-        runner = Runner(options, workdir, client_cpu)
-        return [runner.scenario(scenario, ours, baseline) for scenario in plan]
+        plan: list[tuple[Scenario, ScenarioResult]] = []
+        for scenario in scenarios(token):
+            if scenario.name not in options.scenarios:
+                continue
+            result = ScenarioResult(scenario.name, scenario.description, scenario.target)
+            for server, target, side in [
+                (ours, scenario.ours, "ours"),
+                (baseline, scenario.baseline, "baseline"),
+            ]:
+                answer = preflight(server.url, target)
+                if scenario.name.startswith("mcp"):
+                    result.modes[side] = response_mode(answer)
+            plan.append((scenario, result))
+        Runner(options, workdir, client_cpu).measure(plan, ours, baseline)
+        return [result for _, result in plan]
     finally:
         for server in reversed(running):
             server.stop()
@@ -179,6 +225,15 @@ def benchmark(options: Options, workdir: Path) -> list[ScenarioResult]:
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
+
+
+def cross_results(results: list[ScenarioResult]) -> list[CrossResult]:
+    """The ratios across scenarios whose scenarios both ran."""
+    found = (
+        cross(results, c.label, (c.scenario, c.side), (c.reference, c.reference_side), c.target)
+        for c in comparisons()
+    )
+    return [c for c in found if c is not None]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -191,7 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 1
-    print(table(results, TARGET_RATIO), file=sys.stderr if options.as_json else sys.stdout)
+    across = cross_results(results)
+    print(table(results, across), file=sys.stderr if options.as_json else sys.stdout)
     if options.as_json:
         document = {
             "settings": {
@@ -202,9 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "rounds": options.rounds,
                 "pinned": options.pin and servers.can_pin(),
                 "load_average_after": load_average(),
+                "scenarios": list(options.scenarios),
             },
-            "target_ratio": TARGET_RATIO,
-            "scenarios": [r.as_dict(TARGET_RATIO) for r in results],
+            "scenarios": [r.as_dict() for r in results],
+            "across_scenarios": [c.as_dict() for c in across],
         }
         print(json.dumps(document, indent=2))
     return 0

@@ -1,27 +1,34 @@
-"""The baseline: plain Starlette endpoints doing the same pydantic work as our operations.
+"""The baseline app: the same work as our operations, without our pipeline.
 
-No identity, policy, idempotency or audit: only JSON decoding, validation of the very
-models our contracts use, and a JSON response. Served by uvicorn exactly as ``specops
-serve`` serves our app (factory, one worker, log level warning, no access log).
+No identity, policy, idempotency or audit. REST: plain Starlette endpoints doing only JSON
+decoding, validation of the very models our contracts use, and a JSON response
+(``/ping``, ``/capture``). GraphQL: a bare strawberry app (``bench.baseline_graphql``,
+``/graphql``). MCP: a ``ping`` tool on the SDK's own servers (``bench.baseline_mcp``,
+``/mcp``, ``/mcp-sse``, ``/mcp-mcpserver``), whose session managers run in this app's
+lifespan. Served by uvicorn exactly as ``specops serve`` serves our app (factory, one
+worker, log level warning, no access log).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
+from bench import BENCH_ACTOR, baseline_graphql, baseline_mcp
 from specs.billing.capture_payment import CapturePaymentInput
 from specs.system.ping import PingInput, PingOutput
 
-BENCH_ACTOR = "bench"
+__all__ = ["BENCH_ACTOR", "create_app"]
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -62,13 +69,23 @@ async def healthz(_: Request) -> Response:
 
 def create_app() -> Starlette:
     """The ASGI app for ``uvicorn --factory bench.baseline_app:create_app``."""
-    return Starlette(
-        routes=[
-            Route("/ping", ping, methods=["POST"]),
-            Route("/capture", capture, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-        ]
-    )
+    mcp = baseline_mcp.endpoints()
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            for manager in mcp.managers:
+                await stack.enter_async_context(manager.run())
+            yield
+
+    routes: list[BaseRoute] = [
+        Route("/ping", ping, methods=["POST"]),
+        Route("/capture", capture, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        *baseline_graphql.routes(),
+        *mcp.routes,
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,18 +1,83 @@
-"""The measured scenarios: the same request shape for ours and for the baseline."""
+"""The measured scenarios: the same work asked of ours and of its baseline.
+
+REST scenarios compare our pipeline with plain Starlette endpoints (target ratio 0.70);
+the GraphQL and MCP scenarios compare it with the same library serving the same query
+without our pipeline (a strawberry resolver, a tool on the SDK's own server), target 1.0.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
-from bench.baseline_app import BENCH_ACTOR
+from bench import BENCH_ACTOR, baseline_graphql, baseline_mcp
 from bench.servers import BenchError
 from bench.wrk import WrkRequest
 
 JSON_HEADERS = (("Content-Type", "application/json"),)
+#: What a streamable HTTP client sends with every POST after (or, stateless, without)
+#: ``initialize``: a handshake-era protocol version keeps the SDK on its stateless path.
+MCP_HEADERS = (
+    ("Content-Type", "application/json"),
+    ("Accept", "application/json, text/event-stream"),
+    ("mcp-protocol-version", LATEST_HANDSHAKE_VERSION),
+)
+#: Lua patterns of a 200 answer that is an error all the same.
+GRAPHQL_ERROR = '"errors"%s*:'
+MCP_ERROR = '"isError"%s*:%s*true'
+
+REST_TARGET = 0.7
+LIBRARY_TARGET = 1.0
+
+Extract = Callable[[httpx.Response], Any]
+
+
+def rest_answer(answer: httpx.Response) -> Any:
+    """The JSON body."""
+    return answer.json()
+
+
+def graphql_answer(field: str) -> Extract:
+    """``data.<field>`` of a GraphQL answer that has no errors."""
+
+    def extract(answer: httpx.Response) -> Any:
+        body = answer.json()
+        if body.get("errors"):
+            raise BenchError(f"GraphQL errors: {json.dumps(body['errors'])[:500]}")
+        return (body.get("data") or {}).get(field)
+
+    return extract
+
+
+def mcp_answer(answer: httpx.Response) -> Any:
+    """``result.structuredContent`` of a successful ``tools/call``, from a JSON answer or
+    from the JSON-RPC message in an SSE answer."""
+    if answer.headers.get("content-type", "").startswith("text/event-stream"):
+        data = [line[5:].strip() for line in answer.text.splitlines() if line.startswith("data:")]
+        messages = [json.loads(d) for d in data if d]
+        replies = [m for m in messages if "result" in m or "error" in m]
+        if not replies:
+            raise BenchError(f"no JSON-RPC reply in the event stream: {answer.text[:500]}")
+        message = replies[0]
+    else:
+        message = answer.json()
+    if "error" in message:
+        raise BenchError(f"JSON-RPC error: {json.dumps(message['error'])[:500]}")
+    result = message.get("result") or {}
+    if result.get("isError") or "structuredContent" not in result:
+        raise BenchError(f"tools/call did not succeed: {json.dumps(result)[:500]}")
+    return result["structuredContent"]
+
+
+def response_mode(answer: httpx.Response) -> str:
+    """``json`` or ``sse``: how an MCP endpoint answered."""
+    sse = answer.headers.get("content-type", "").startswith("text/event-stream")
+    return "sse" if sse else "json"
 
 
 @dataclass(frozen=True)
@@ -21,16 +86,36 @@ class Target:
 
     request: WrkRequest
     expected_json: dict[str, Any]
+    extract: Extract = rest_answer
 
 
 @dataclass(frozen=True)
 class Scenario:
-    """A request measured against our server and against the baseline."""
+    """A request measured against our server and against its baseline."""
 
     name: str
     description: str
     ours: Target
     baseline: Target
+    #: The ratio ours / baseline should reach.
+    target: float = REST_TARGET
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A ratio across scenarios: one side of one over one side of another (``ours`` or
+    ``baseline``), e.g. our GraphQL over our REST."""
+
+    label: str
+    scenario: str
+    side: str
+    reference: str
+    reference_side: str
+    target: float | None = None
+
+
+def _body(body: dict[str, Any]) -> str:
+    return json.dumps(body, separators=(",", ":"))
 
 
 def _target(
@@ -41,8 +126,26 @@ def _target(
     token: str | None = None,
 ) -> Target:
     headers = JSON_HEADERS + ((("Authorization", f"Bearer {token}"),) if token else ())
-    request = WrkRequest("POST", path, json.dumps(body, separators=(",", ":")), headers, status)
-    return Target(request, expected_json)
+    return Target(WrkRequest("POST", path, _body(body), headers, status), expected_json)
+
+
+def _graphql(path: str, answer: dict[str, Any], token: str | None = None) -> Target:
+    query = '{ system_ping(input: {message: "hi"}) { message actorId tenantId } }'
+    headers = JSON_HEADERS + ((("Authorization", f"Bearer {token}"),) if token else ())
+    request = WrkRequest("POST", path, _body({"query": query}), headers, 200, GRAPHQL_ERROR)
+    return Target(request, answer, graphql_answer("system_ping"))
+
+
+def _mcp(path: str, tool: str, answer: dict[str, Any], token: str | None = None) -> Target:
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": tool, "arguments": {"message": "hi"}},
+    }
+    headers = MCP_HEADERS + ((("Authorization", f"Bearer {token}"),) if token else ())
+    request = WrkRequest("POST", path, _body(call), headers, 200, MCP_ERROR)
+    return Target(request, answer, mcp_answer)
 
 
 def scenarios(token: str) -> list[Scenario]:
@@ -55,16 +158,17 @@ def scenarios(token: str) -> list[Scenario]:
         "currency": "usd",
         "paymentMethodId": "pm_x",
     }
+    ours_mcp = _mcp("/mcp", "system_ping", ping_answer, token)
     return [
         Scenario(
             "ping",
-            "trivial query: system.ping",
+            "trivial query: system.ping over REST, against plain Starlette",
             ours=_target("/api/ops/system.ping", ping_body, 200, ping_answer, token),
             baseline=_target("/ping", ping_body, 200, ping_answer),
         ),
         Scenario(
             "capture-invalid",
-            "billing.capturePayment, input validation fails (422)",
+            "billing.capturePayment, input validation fails (422), against plain Starlette",
             ours=_target(
                 "/api/ops/billing.capturePayment",
                 invalid_capture,
@@ -74,10 +178,57 @@ def scenarios(token: str) -> list[Scenario]:
             ),
             baseline=_target("/capture", invalid_capture, 422, {}),
         ),
+        Scenario(
+            "graphql-ping",
+            "system_ping over GraphQL, against a strawberry resolver (parser and "
+            "validation caches on)",
+            ours=_graphql("/graphql", ping_answer, token),
+            baseline=_graphql(baseline_graphql.PATH, ping_answer),
+            target=LIBRARY_TARGET,
+        ),
+        Scenario(
+            "mcp-ping",
+            "tools/call system_ping over streamable HTTP (stateless), against a tool on "
+            "the SDK's low-level Server (stateless, JSON responses)",
+            ours=ours_mcp,
+            baseline=_mcp(baseline_mcp.LOWLEVEL_PATH, baseline_mcp.TOOL, ping_answer),
+            target=LIBRARY_TARGET,
+        ),
+        Scenario(
+            "mcp-ping-sse",
+            "the same call, against the SDK's low-level Server answering with an SSE "
+            "stream (stateless)",
+            ours=ours_mcp,
+            baseline=_mcp(baseline_mcp.LOWLEVEL_SSE_PATH, baseline_mcp.TOOL, ping_answer),
+            target=LIBRARY_TARGET,
+        ),
+        Scenario(
+            "mcp-ping-mcpserver",
+            "the same call, against an @tool on the SDK's MCPServer (stateless, JSON responses)",
+            ours=ours_mcp,
+            baseline=_mcp(baseline_mcp.MCPSERVER_PATH, baseline_mcp.TOOL, ping_answer),
+            target=LIBRARY_TARGET,
+        ),
     ]
 
 
-def preflight(base_url: str, target: Target) -> None:
+def comparisons() -> list[Comparison]:
+    """Ratios across scenarios (shown when both scenarios ran)."""
+    return [
+        Comparison("our GraphQL / our REST ping", "graphql-ping", "ours", "ping", "ours", 0.25),
+        Comparison("our GraphQL / Starlette ping", "graphql-ping", "ours", "ping", "baseline"),
+        Comparison("strawberry / Starlette ping", "graphql-ping", "baseline", "ping", "baseline"),
+        Comparison("our MCP / our REST ping", "mcp-ping", "ours", "ping", "ours"),
+        Comparison("our MCP / Starlette ping", "mcp-ping", "ours", "ping", "baseline"),
+        Comparison("SDK JSON / Starlette ping", "mcp-ping", "baseline", "ping", "baseline"),
+        Comparison("SDK SSE / Starlette ping", "mcp-ping-sse", "baseline", "ping", "baseline"),
+        Comparison(
+            "SDK MCPServer / Starlette ping", "mcp-ping-mcpserver", "baseline", "ping", "baseline"
+        ),
+    ]
+
+
+def preflight(base_url: str, target: Target) -> httpx.Response:
     """Send one request and check the status and body, before measuring anything."""
     request = target.request
     url = base_url + request.path
@@ -93,9 +244,14 @@ def preflight(base_url: str, target: Target) -> None:
             f"{answer.text[:500]}"
         )
     try:
-        body = answer.json()
+        body = target.extract(answer)
     except ValueError as exc:
         raise BenchError(f"{url} answered no JSON: {answer.text[:500]}") from exc
+    except BenchError as exc:
+        raise BenchError(f"{url}: {exc}") from exc
+    if not isinstance(body, dict):
+        raise BenchError(f"{url} answered {answer.text[:500]}")
     wrong = {k: body.get(k) for k, v in target.expected_json.items() if body.get(k) != v}
     if wrong:
         raise BenchError(f"{url} answered {wrong}, expected {target.expected_json}")
+    return answer

@@ -1,7 +1,8 @@
 """The two servers under test, as subprocesses on free loopback ports.
 
-Ours is the real ``specops serve`` on a fresh SQLite database with one API key; the
-baseline is ``bench.baseline_app``. Both can be pinned to the same CPU with ``taskset``.
+Ours is the real ``specops serve`` on a fresh SQLite database with one API key (REST,
+GraphQL and stateless MCP); the baseline is ``bench.baseline_app`` (plain Starlette,
+strawberry and the MCP SDK's servers). Both can be pinned to the same CPU with ``taskset``.
 """
 
 from __future__ import annotations
@@ -126,15 +127,33 @@ def _wait_ready(server: ServerProcess, timeout: float = 60.0) -> None:
     raise BenchError(f"{server.name} did not answer within {timeout:g}s")
 
 
+#: The setting that would make /mcp answer JSON instead of an SSE stream, once settings
+#: expose McpHttp's ``json_response`` under this name (see ``mcp_settings``).
+MCP_JSON_SETTING = "mcp_json_response"
+
+
+def mcp_settings() -> dict[str, str]:
+    """Stateless MCP (no ``initialize``, no session: one POST per call), with JSON
+    responses when the settings offer them; otherwise /mcp answers with an SSE stream."""
+    from specops.settings import Settings
+
+    env = {"SPECOPS_MCP_STATELESS": "true"}
+    if MCP_JSON_SETTING in Settings.model_fields:
+        env[f"SPECOPS_{MCP_JSON_SETTING.upper()}"] = "true"
+    return env
+
+
 def ours_env(workdir: Path) -> dict[str, str]:
     """The environment of every ``specops`` command the benchmark runs: default settings
-    (no inherited ``SPECOPS_*``) on a fresh database, JSON logs at warning level."""
+    (no inherited ``SPECOPS_*``) on a fresh database, JSON logs at warning level, stateless
+    MCP."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("SPECOPS_")}
     return {
         **inherited,
         "DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
         "SPECOPS_LOG_FORMAT": "json",
         "SPECOPS_LOG_LEVEL": "warning",
+        **mcp_settings(),
     }
 
 
@@ -171,6 +190,6 @@ def start_ours(workdir: Path, env: dict[str, str], cpu: int | None) -> ServerPro
 
 
 def start_baseline(workdir: Path, cpu: int | None) -> ServerProcess:
-    """The plain Starlette baseline on a free port."""
+    """The baseline app on a free port."""
     command = pinned([sys.executable, "-m", "bench.baseline_app"], cpu)
     return _start("baseline", command, dict(os.environ), workdir / "baseline.log")

@@ -29,7 +29,7 @@ function init(args)
 end
 
 function response(status, headers, body)
-  if status == {status} then
+  if status == {status} and not {error_check} then
     expected = expected + 1
   else
     unexpected = unexpected + 1
@@ -58,6 +58,9 @@ class WrkRequest:
     body: str
     headers: tuple[tuple[str, str], ...]
     expected_status: int
+    #: A Lua pattern: an answer whose body matches it is unexpected whatever its status
+    #: (GraphQL and MCP report errors in a 200 answer).
+    error_pattern: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,8 @@ def _lua_string(value: str) -> str:
 
 
 def lua_script(request: WrkRequest) -> str:
-    """A wrk script sending ``request`` and counting answers by status."""
+    """A wrk script sending ``request`` and counting answers by status (and, with an
+    ``error_pattern``, by body)."""
     headers = "\n".join(
         f"wrk.headers[ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in request.headers
     )
@@ -99,6 +103,11 @@ def lua_script(request: WrkRequest) -> str:
         body=_lua_string(request.body),
         headers=headers,
         status=request.expected_status,
+        error_check=(
+            "false"
+            if request.error_pattern is None
+            else f"(body ~= nil and string.find(body, {_lua_string(request.error_pattern)}) ~= nil)"
+        ),
         marker=STATUS_LINE,
     )
 

@@ -13,10 +13,11 @@ import json
 import secrets
 import string
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import RowMapping, select, update
 
 from policy.actor import ANONYMOUS, Actor, ActorKind
 from registry.errors import CATALOGUE
@@ -27,6 +28,8 @@ ID_ALPHABET = string.ascii_lowercase + string.digits
 ID_LENGTH = 12
 ACTOR_KINDS: tuple[ActorKind, ...] = ("user", "service", "agent")
 _DUMMY_HASH = hashlib.sha256(b"specops-no-such-key").hexdigest()
+#: The one detail of every refused credential, whatever was wrong with it.
+INVALID_CREDENTIALS = "Invalid credentials"
 
 
 def hash_token(token: str) -> str:
@@ -61,6 +64,12 @@ class ApiKey:
     description: str | None
     created_at: datetime
     revoked_at: datetime | None
+    #: The operation keys the key may call; None: every operation its roles allow.
+    operations: tuple[str, ...] | None = None
+
+
+def _operations(stored: str | None) -> tuple[str, ...] | None:
+    return None if stored is None else tuple(json.loads(stored))
 
 
 class ApiKeyStore:
@@ -78,12 +87,19 @@ class ApiKeyStore:
         kind: ActorKind = "user",
         description: str | None = None,
         environment: str = "live",
+        operations: Iterable[str] | None = None,
     ) -> tuple[ApiKey, str]:
-        """Store a new key; returns it with the token, which exists nowhere else."""
+        """Store a new key; returns it with the token, which exists nowhere else.
+
+        ``operations`` limits the key to those operation keys (on top of what its roles
+        allow); None leaves it unlimited."""
         if kind not in ACTOR_KINDS:
             raise ValueError(f"kind must be one of {', '.join(ACTOR_KINDS)}")
         if not tenant_id or not actor_id or not roles:
             raise ValueError("a key needs a tenant, an actor and at least one role")
+        scope = None if operations is None else tuple(sorted(set(operations)))
+        if scope is not None and (not scope or not all(scope)):
+            raise ValueError("a key scoped to operations needs at least one operation key")
         key_id, token = new_token(environment)
         key = ApiKey(
             key_id,
@@ -94,6 +110,7 @@ class ApiKeyStore:
             description,
             datetime.now(UTC),
             None,
+            scope,
         )
         async with self.db.begin() as conn:
             await conn.execute(
@@ -106,38 +123,39 @@ class ApiKeyStore:
                     secret_hash=hash_token(token),
                     description=description,
                     created_at=key.created_at,
+                    operations=None if scope is None else json.dumps(list(scope)),
                 )
             )
         return key, token
 
-    async def revoke(self, key_id: str) -> bool:
+    async def revoke(self, key_id: str, *, tenant_id: str | None = None) -> bool:
+        """Revoke an active key (only within ``tenant_id`` when given); False when there
+        is no such active key."""
+        condition = [api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None)]
+        if tenant_id is not None:
+            condition.append(api_keys.c.tenant_id == tenant_id)
         async with self.db.begin() as conn:
             result = await conn.execute(
-                update(api_keys)
-                .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=datetime.now(UTC))
+                update(api_keys).where(*condition).values(revoked_at=datetime.now(UTC))
             )
         return bool(result.rowcount)
 
     async def list(self, tenant_id: str | None = None) -> list[ApiKey]:
-        query = select(api_keys).order_by(api_keys.c.created_at)
+        query = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)
         if tenant_id is not None:
             query = query.where(api_keys.c.tenant_id == tenant_id)
         async with self.db.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
-        return [
-            ApiKey(
-                r["id"],
-                r["tenant_id"],
-                r["actor_id"],
-                r["kind"],
-                tuple(json.loads(r["roles"])),
-                r["description"],
-                r["created_at"],
-                r["revoked_at"],
-            )
-            for r in rows
-        ]
+        return [_key_of(r) for r in rows]
+
+    async def get(self, key_id: str, *, tenant_id: str | None = None) -> ApiKey | None:
+        """One key (revoked or not), only within ``tenant_id`` when given."""
+        query = select(api_keys).where(api_keys.c.id == key_id)
+        if tenant_id is not None:
+            query = query.where(api_keys.c.tenant_id == tenant_id)
+        async with self.db.connect() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return None if row is None else _key_of(row)
 
     async def lookup(self, key_id: str) -> tuple[str, Actor] | None:
         """``(secret_hash, actor)`` of an unrevoked key."""
@@ -149,14 +167,37 @@ class ApiKeyStore:
             )
         if row is None or row["revoked_at"] is not None:
             return None
+        scope = _operations(row["operations"])
         actor = Actor(
             id=row["actor_id"],
             tenant_id=row["tenant_id"],
             roles=frozenset(json.loads(row["roles"])),
             kind=row["kind"],
             credential_id=row["id"],
+            operations=None if scope is None else frozenset(scope),
         )
         return row["secret_hash"], actor
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every stored one is UTC."""
+    return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _key_of(row: RowMapping) -> ApiKey:
+    created_at = _utc(row["created_at"])
+    assert created_at is not None
+    return ApiKey(
+        row["id"],
+        row["tenant_id"],
+        row["actor_id"],
+        row["kind"],
+        tuple(json.loads(row["roles"])),
+        row["description"],
+        created_at,
+        _utc(row["revoked_at"]),
+        _operations(row["operations"]),
+    )
 
 
 class ApiKeyIdentity:
@@ -172,13 +213,17 @@ class ApiKeyIdentity:
         self.store = store
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Actor]] = {}
+        #: Grows with every revocation here: a lookup that overlapped one is not cached.
+        self._revocations = 0
 
     def forget(self) -> None:
         self._cache.clear()
 
-    async def revoke(self, key_id: str) -> bool:
-        """Revoke a key and drop it from this process's cache at once."""
-        revoked = await self.store.revoke(key_id)
+    async def revoke(self, key_id: str, *, tenant_id: str | None = None) -> bool:
+        """Revoke a key (only within ``tenant_id`` when given) and drop it from this
+        process's cache at once."""
+        revoked = await self.store.revoke(key_id, tenant_id=tenant_id)
+        self._revocations += 1
         for digest, (_, actor) in list(self._cache.items()):
             if actor.credential_id == key_id:
                 del self._cache[digest]
@@ -193,12 +238,14 @@ class ApiKeyIdentity:
         if cached is not None and cached[0] > now:
             return cached[1]
         key_id = key_id_of(credentials)
+        revocations = self._revocations
         found = await self.store.lookup(key_id) if key_id else None
         expected = found[0] if found else _DUMMY_HASH
         if not hmac.compare_digest(expected, digest) or found is None:
-            raise CATALOGUE.UNAUTHENTICATED("Invalid credentials")
+            raise CATALOGUE.UNAUTHENTICATED(INVALID_CREDENTIALS)
         actor = found[1]
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[digest] = (now + self.cache_seconds, actor)
+        if revocations == self._revocations:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (now + self.cache_seconds, actor)
         return actor

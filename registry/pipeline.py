@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 
 import structlog
 from pydantic import ValidationError
+from pydantic_core import to_jsonable_python
 
 from policy.actor import Actor
 from registry.context import Context
@@ -52,12 +55,15 @@ class Call:
     input: WireModel | None = None
     input_digest: str | None = None
     decision: Literal["allow", "deny", "none"] = "none"
+    #: What decided: the policy line, or the auth level or condition that refused.
+    policy_rule: str | None = None
     resources: dict[str, ResourceAttrs] = field(default_factory=dict)
     idempotency: IdempotencyScope | None = None
     output: dict[str, Any] | None = None
     error: OperationError | None = None
     replayed: bool = False
     finished: bool = False
+    ran_handler: bool = False
 
     @property
     def contract_ref(self) -> OperationRef | None:
@@ -91,6 +97,24 @@ def clip(value: str | None, size: int) -> str | None:
     return value if value is None or len(value) <= size else value[: size - 1] + "…"
 
 
+def input_digest(data: WireModel) -> str:
+    """SHA-256 of the validated input in a canonical form: the same request digests the
+    same whatever its spelling (``12.5``, ``"12.50"``, key order, aliases)."""
+    canonical = json.dumps(
+        data.model_dump(mode="python", by_alias=True),
+        default=_canonical_json,
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _canonical_json(value: object) -> object:
+    if isinstance(value, Decimal):
+        return str(value.normalize())
+    return to_jsonable_python(value)
+
+
 def summarize(issues: tuple[Issue, ...]) -> str:
     """A one-line detail naming the first few invalid fields."""
     shown = "; ".join(f"{i.path or 'input'}: {i.message}" for i in issues[:3])
@@ -110,10 +134,26 @@ def level_refusal(actor: Actor, contract: Contract) -> OperationError | None:
     return None
 
 
+def scope_refusal(actor: Actor, contract: Contract) -> OperationError | None:
+    """FORBIDDEN when the caller's credential is limited to operations other than this
+    one (an API key scoped with ``--operation``), else None."""
+    if actor.operations is None or contract.key in actor.operations:
+        return None
+    return CATALOGUE.FORBIDDEN(f"This credential is not allowed to call {contract.key}")
+
+
+_OP_RULES: dict[str, tuple[Rule, ...]] = {}
+
+
 def granted_rules(contract: Contract) -> tuple[Rule, ...]:
     """The rules policy must grant; a contract without rules is granted as ``op:<key>``,
     so nothing is allowed that the policy does not name (deny by default)."""
-    return contract.policy.rules or (Rule("op", contract.key),)
+    if contract.policy.rules:
+        return contract.policy.rules
+    rules = _OP_RULES.get(contract.key)
+    if rules is None:  # made once per key: a frozen dataclass costs a microsecond a call
+        rules = _OP_RULES[contract.key] = (Rule("op", contract.key),)
+    return rules
 
 
 class Pipeline:
@@ -178,6 +218,8 @@ class Pipeline:
         """Whether ``actor`` passes the auth level and the role grants of ``operation``
         (resource conditions such as ``owner`` are only known per call)."""
         contract = operation.contract
+        if scope_refusal(actor, contract) is not None:
+            return False
         if contract.policy.auth == "anonymous":
             return True
         if level_refusal(actor, contract) is not None:
@@ -186,6 +228,22 @@ class Pipeline:
             if not await self.authorizer.allowed(actor, rule.resource, rule.action):
                 return False
         return True
+
+    async def check(
+        self, actor: Actor, key: str, input: Any, *, version: str | None = None
+    ) -> Call:
+        """What the authorize stage would decide for ``actor`` calling ``key`` with
+        ``input``, and why (``call.decision``, ``call.policy_rule``, ``call.error``): the
+        resolve, validate-input and authorize stages alone, with resource conditions read
+        from storage. No handler runs and nothing is audited (``specops policy check``)."""
+        call = Call(Invocation(key=key, input=input, transport="cli", version=version), 0.0)
+        call.actor = actor
+        try:
+            for stage in (self.resolve, self.validate_input, self.authorize):
+                await stage(call)
+        except OperationError as exc:
+            call.error = exc
+        return call
 
     async def finish(self, call: Call) -> Outcome:
         outcome = call.outcome()
@@ -236,32 +294,46 @@ class Pipeline:
         except ValidationError as exc:
             issues = input_issues(exc)
             raise CATALOGUE.INVALID_INPUT(summarize(issues), issues=issues) from None
-        call.input_digest = hashlib.sha256(call.input.model_dump_json().encode()).hexdigest()
+        call.input_digest = input_digest(call.input)
 
     async def authorize(self, call: Call) -> None:
         assert call.operation is not None and call.actor is not None and call.input is not None
         contract = call.operation.contract
         actor = call.actor
+        call.decision = "deny"
+        refusal = scope_refusal(actor, contract)
+        if refusal is not None:
+            call.policy_rule = "key scope"
+            raise refusal
         if contract.policy.auth == "anonymous":
             call.decision = "allow"
+            call.policy_rule = "auth anonymous"
             return
-        call.decision = "deny"
         refusal = level_refusal(actor, contract)
         if refusal is not None:
+            call.policy_rule = f"auth {contract.policy.auth}"
             raise refusal
+        deciding: str | None = None
         for rule in granted_rules(contract):
-            if not await self.authorizer.allowed(actor, rule.resource, rule.action):
-                raise CATALOGUE.FORBIDDEN(f"Policy does not grant {rule.action} on {rule.resource}")
+            verdict = await self.authorizer.decide(actor, rule.resource, rule.action)
+            if not verdict.allowed:
+                call.policy_rule = verdict.reason(rule.resource, rule.action)
+                verb = "denies" if verdict.rule else "does not grant"
+                raise CATALOGUE.FORBIDDEN(f"Policy {verb} {rule.action} on {rule.resource}")
+            deciding = verdict.rule if deciding is None else f"{deciding}; {verdict.rule}"
             if rule.condition is None:
                 continue
             resource = self.registry.resource(rule.resource)
             resource_id = str(getattr(call.input, rule.resource_id_field))
             attrs = await resource.loader(resource_id, actor)
             if attrs is None or attrs.tenant_id != actor.tenant_id:
+                call.policy_rule = f"condition {rule.condition} on {rule.resource}: not found"
                 raise resource.not_found(f"No {rule.resource} {resource_id}")
             if rule.condition == "owner" and attrs.owner_id != actor.id:
+                call.policy_rule = f"condition owner on {rule.resource}: not the owner"
                 raise CATALOGUE.FORBIDDEN(f"Only the {rule.resource}'s owner may {rule.action} it")
             call.resources[rule.resource] = attrs
+        call.policy_rule = deciding
         call.decision = "allow"
 
     async def limit_rate(self, call: Call) -> None:
@@ -326,8 +398,13 @@ class Pipeline:
         contract = call.operation.contract
         actor = call.actor
 
+        refused: list[str] = []
+
         async def allowed(resource: str, action: str) -> bool:
-            return await self.authorizer.allowed(actor, resource, action)
+            verdict = await self.authorizer.decide(actor, resource, action)
+            if not verdict.allowed:
+                refused.append(verdict.reason(resource, action))
+            return verdict.allowed
 
         ctx = Context(
             actor=actor,
@@ -339,11 +416,14 @@ class Pipeline:
             resources=call.resources,
         )
         try:
+            call.ran_handler = True
             async with asyncio.timeout(contract.timeout_seconds):
                 result = await call.operation.handler(call.input, ctx)
         except OperationError as exc:
             if exc.code == "FORBIDDEN":
                 call.decision = "deny"  # the handler asked policy a further question
+                if refused:
+                    call.policy_rule = refused[-1]
             if contract.declared_error(exc.code) or exc.code in PASS_THROUGH_CODES:
                 raise
             log.error("undeclared_error", operation=contract.ref, code=exc.code)
@@ -414,8 +494,17 @@ class Pipeline:
             replayed=call.replayed,
             input_digest=call.input_digest,
             detail=problem.detail if problem and problem.code != "INTERNAL" else None,
+            policy_rule=clip(call.policy_rule, 255),
         )
-        durable = contract is None or contract.kind == "command"
+        # A command that reached its handler may have changed state: its record is
+        # committed before the response. Refusals and replays changed nothing; their
+        # records follow in the next group commit.
+        durable = (
+            contract is not None
+            and contract.kind == "command"
+            and call.ran_handler
+            and not call.replayed
+        )
         try:
             await self.audit.write(record, durable=durable)
         except Exception:

@@ -7,6 +7,7 @@ from typing import Any, Literal, Protocol
 
 from audit.record import AuditRecord
 from policy.actor import Actor
+from policy.rules import Decision
 from registry.contract import RateLimit
 from registry.errors import Problem
 
@@ -18,9 +19,12 @@ class IdentityResolver(Protocol):
 
 
 class Authorizer(Protocol):
-    """Answers whether an actor's roles grant ``action`` on ``resource`` in its tenant."""
+    """Answers whether an actor's roles grant ``action`` on ``resource`` in its tenant;
+    ``decide`` also names the policy line that decided (for audit records and explain)."""
 
     async def allowed(self, actor: Actor, resource: str, action: str) -> bool: ...
+
+    async def decide(self, actor: Actor, resource: str, action: str) -> Decision: ...
 
 
 class RateLimiter(Protocol):
@@ -75,6 +79,7 @@ __all__ = [
     "AuditSink",
     "Authorizer",
     "Claim",
+    "Decision",
     "IdempotencyScope",
     "IdempotencyStore",
     "IdentityResolver",

@@ -6,14 +6,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import structlog
 from starlette.applications import Starlette
 
 from audit.log import AuditLog
 from policy.api_keys import ApiKeyIdentity, ApiKeyStore
 from policy.enforcer import CasbinAuthorizer
+from policy.identity import BearerIdentity
+from policy.jwt_tokens import ClaimNames, JwtVerifier
 from policy.rate_limit import LimitsRateLimiter
+from policy.store import PolicyStore
+from registry.contract import Rule
 from registry.invocation import Invocation, Outcome
-from registry.pipeline import Pipeline
+from registry.pipeline import Pipeline, granted_rules
 from registry.registry import Registry
 from specops.operations import build_registry
 from specops.settings import Settings
@@ -22,6 +27,8 @@ from storage.database import Database
 from storage.idempotency import SqlIdempotencyStore
 from transports.app import create_asgi_app
 from transports.mcp import McpHttp
+
+log = structlog.get_logger("specops.app")
 
 
 @dataclass
@@ -32,7 +39,8 @@ class Server:
     db: Database
     registry: Registry
     api_keys: ApiKeyStore
-    identity: ApiKeyIdentity
+    #: Every transport's resolver: API keys, and signed tokens when configured.
+    identity: BearerIdentity
     authorizer: CasbinAuthorizer
     audit: AuditLog
     pipeline: Pipeline
@@ -41,10 +49,13 @@ class Server:
     def build(cls, settings: Settings | None = None) -> Server:
         settings = settings or Settings()
         db = Database(settings.database_url)
-        registry = build_registry(db, settings)
         api_keys = ApiKeyStore(db)
-        identity = ApiKeyIdentity(api_keys, cache_seconds=settings.identity_cache_seconds)
-        authorizer = CasbinAuthorizer()
+        key_identity = ApiKeyIdentity(api_keys, cache_seconds=settings.identity_cache_seconds)
+        identity = BearerIdentity(key_identity, jwt_verifier(settings))
+        authorizer = CasbinAuthorizer(
+            PolicyStore(db), refresh_seconds=settings.policy_refresh_seconds
+        )
+        registry = build_registry(db, settings, key_identity=key_identity, authorizer=authorizer)
         audit = AuditLog(db)
         pipeline = Pipeline(
             registry,
@@ -57,8 +68,30 @@ class Server:
         )
         return cls(settings, db, registry, api_keys, identity, authorizer, audit, pipeline)
 
+    @property
+    def key_identity(self) -> ApiKeyIdentity:
+        """The API key resolver (revoke through it: this process forgets the key at once)."""
+        return self.identity.api_keys
+
     async def invoke(self, invocation: Invocation) -> Outcome:
         return await self.pipeline.invoke(invocation)
+
+    async def start(self) -> None:
+        """Load the policy (seeding a new database from policy.csv) and warn of contract
+        rules no policy line can satisfy. A database not yet migrated or unreachable is
+        only logged: the policy then loads on first use, and /readyz tells."""
+        try:
+            await self.authorizer.reload()
+        except Exception as exc:
+            log.warning("policy_not_loaded", error=type(exc).__name__, detail=str(exc)[:200])
+            return
+        for ref, rule in unsatisfiable_rules(self.registry, self.authorizer):
+            log.warning(
+                "policy_rule_unsatisfiable",
+                operation=ref,
+                rule=f"{rule.resource}:{rule.action}",
+                hint="no policy line grants it to any role in any tenant",
+            )
 
     async def readiness(self) -> dict[str, str]:
         try:
@@ -76,6 +109,7 @@ class Server:
             self.pipeline,
             require_auth=self.settings.mcp_require_auth,
             stateless=self.settings.mcp_stateless,
+            json_response=self.settings.mcp_json_response,
             allowed_hosts=self.settings.mcp_allowed_hosts,
             allowed_origins=self.settings.mcp_allowed_origins,
         )
@@ -83,12 +117,56 @@ class Server:
         @asynccontextmanager
         async def lifespan(_: Starlette) -> AsyncIterator[None]:
             try:
+                await self.start()
                 async with mcp.run():  # a mounted app's lifespan does not run: the parent's does
                     yield
             finally:
                 await self.close()
 
-        return create_asgi_app(self.pipeline, readiness=self.readiness, lifespan=lifespan, mcp=mcp)
+        return create_asgi_app(
+            self.pipeline,
+            readiness=self.readiness,
+            lifespan=lifespan,
+            mcp=mcp,
+            graphql_introspection=self.settings.graphql_introspection_enabled,
+        )
+
+
+def unsatisfiable_rules(registry: Registry, authorizer: CasbinAuthorizer) -> list[tuple[str, Rule]]:
+    """``(contract ref, rule)`` for every rule of an installed contract that no loaded policy
+    line grants to any role in any tenant (admin-only contracts: to a caller that also
+    holds ``admin``, whose deny lines count too). Anonymous contracts need no grant."""
+    found: list[tuple[str, Rule]] = []
+    for op in registry.operations():
+        contract = op.contract
+        if contract.policy.auth == "anonymous":
+            continue
+        holds = ("admin",) if contract.policy.auth == "admin" else ()
+        for rule in granted_rules(contract):
+            if not authorizer.satisfiable(rule.resource, rule.action, with_roles=holds):
+                found.append((contract.ref, rule))
+    return found
+
+
+def jwt_verifier(settings: Settings) -> JwtVerifier | None:
+    """The verifier of signed bearer tokens the settings configure; None when they name no
+    key (then only API keys are accepted)."""
+    secret = settings.jwt_hs256_secret
+    return JwtVerifier.configure(
+        hs256_secret=secret.get_secret_value() if secret else None,
+        public_key_file=settings.jwt_public_key_file,
+        jwks_file=settings.jwt_jwks_file,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        claims=ClaimNames(
+            subject=settings.jwt_subject_claim,
+            tenant=settings.jwt_tenant_claim,
+            roles=settings.jwt_roles_claim,
+            kind=settings.jwt_kind_claim,
+        ),
+        leeway_seconds=settings.jwt_leeway_seconds,
+        cache_seconds=settings.identity_cache_seconds,
+    )
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

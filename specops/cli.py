@@ -14,6 +14,7 @@ import click
 from registry.invocation import Invocation
 from specops.app import Server
 from specops.logging import configure_logging
+from specops.policy_cli import policy
 from specops.settings import Settings
 from storage import migrate
 from transports.openapi import openapi_document
@@ -196,6 +197,7 @@ def mcp_stdio(api_key: str | None, run_migrations: bool) -> None:
     async def work(server: Server) -> None:
         if run_migrations:
             await migrate.upgrade(server.db)
+        await server.start()
         await serve_stdio(server.pipeline, api_key=api_key)
 
     _run(work)
@@ -218,18 +220,33 @@ def keys() -> None:
 @click.option("--role", "roles", multiple=True, required=True, help="Repeat for several roles.")
 @click.option("--kind", type=click.Choice(["user", "service", "agent"]), default="user")
 @click.option("--description", default=None)
+@click.option(
+    "--operation",
+    "operations",
+    multiple=True,
+    help="Limit the key to this operation key (repeat for several); default: no limit.",
+)
 def keys_create(
-    tenant: str, actor_id: str, roles: tuple[str, ...], kind: str, description: str | None
+    tenant: str,
+    actor_id: str,
+    roles: tuple[str, ...],
+    kind: str,
+    description: str | None,
+    operations: tuple[str, ...],
 ) -> None:
     """Create a key; its secret is printed once, here, and never again."""
 
     async def work(server: Server) -> str:
+        unknown = [key for key in operations if server.registry.resolve(key) is None]
+        if unknown:
+            raise click.BadParameter(f"no operation {', '.join(unknown)}", param_hint="--operation")
         _, token = await server.api_keys.create(
             tenant_id=tenant,
             actor_id=actor_id,
             roles=roles,
             kind=kind,  # type: ignore[arg-type]
             description=description,
+            operations=operations or None,
         )
         return token
 
@@ -243,8 +260,10 @@ def keys_list(tenant: str | None) -> None:
     """List keys (ids, never secrets)."""
     for key in _run(lambda s: s.api_keys.list(tenant)):
         state = "revoked" if key.revoked_at else "active"
+        scope = ",".join(key.operations) if key.operations is not None else "*"
         click.echo(
-            f"{key.id}  {key.tenant_id}  {key.actor_id}  {key.kind}  {','.join(key.roles)}  {state}"
+            f"{key.id}  {key.tenant_id}  {key.actor_id}  {key.kind}  {','.join(key.roles)}  "
+            f"{scope}  {state}"
         )
 
 
@@ -252,7 +271,7 @@ def keys_list(tenant: str | None) -> None:
 @click.argument("key_id")
 def keys_revoke(key_id: str) -> None:
     """Revoke a key by id."""
-    if not _run(lambda s: s.identity.revoke(key_id)):
+    if not _run(lambda s: s.key_identity.revoke(key_id)):
         raise click.ClickException(f"no active key {key_id}")
     click.echo(f"revoked {key_id}")
 
@@ -278,6 +297,9 @@ async def migrate_current(server: Server) -> str | None:
 def db_current() -> None:
     """Print the database's revision."""
     click.echo(str(_run(migrate_current)))
+
+
+main.add_command(policy)  # specops policy ... (specops/policy_cli.py)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,15 +9,29 @@ from handlers.billing.capture_payment import CapturePaymentHandler
 from handlers.billing.invoices import InvoiceHandlers
 from handlers.billing.invoices_store import InvoiceStore
 from handlers.billing.stripe_gateway import StripeGateway
+from handlers.keys.keys import KeyHandlers
+from handlers.policy.rules import PolicyHandlers
 from handlers.system.ping import ping
+from policy.api_keys import ApiKeyIdentity, ApiKeyStore
+from policy.enforcer import CasbinAuthorizer
+from policy.store import PolicyStore
 from registry.registry import Registry, install_op, install_resource
 from specops.settings import Settings
-from specs import billing, system
+from specs import billing, keys, policy, system
 from specs.billing.errors import INVOICE_NOT_FOUND
 from storage.database import Database
 
 
-def build_registry(db: Database, settings: Settings) -> Registry:
+def build_registry(
+    db: Database,
+    settings: Settings,
+    *,
+    key_identity: ApiKeyIdentity | None = None,
+    authorizer: CasbinAuthorizer | None = None,
+) -> Registry:
+    """Every operation, installed. ``key_identity`` is the API key resolver the pipeline
+    uses, so that keys.revokeKey takes effect in this process at once; ``authorizer`` its
+    authorizer, so that policy.grant and policy.revoke do too."""
     registry = Registry()
 
     install_op(registry, system.Ping, ping)
@@ -29,6 +43,23 @@ def build_registry(db: Database, settings: Settings) -> Registry:
     install_op(registry, billing.GetInvoice, invoices.get_invoice)
     install_op(registry, billing.ListInvoices, invoices.list_invoices)
     install_op(registry, billing.CapturePayment, CapturePaymentHandler(invoices.store, stripe))
+
+    key_identity = key_identity or ApiKeyIdentity(
+        ApiKeyStore(db), cache_seconds=settings.identity_cache_seconds
+    )
+    api_keys = KeyHandlers(key_identity, registry)
+    install_op(registry, keys.CreateKey, api_keys.create_key)
+    install_op(registry, keys.ListKeys, api_keys.list_keys)
+    install_op(registry, keys.RevokeKey, api_keys.revoke_key)
+
+    policy_store = authorizer.store if authorizer and authorizer.store else PolicyStore(db)
+    authorizer = authorizer or CasbinAuthorizer(
+        policy_store, refresh_seconds=settings.policy_refresh_seconds
+    )
+    policy_rules = PolicyHandlers(policy_store, authorizer)
+    install_op(registry, policy.Grant, policy_rules.grant)
+    install_op(registry, policy.Revoke, policy_rules.revoke)
+    install_op(registry, policy.ListRules, policy_rules.list_rules)
 
     for installer in settings.extra_operations.split(","):
         if installer.strip():

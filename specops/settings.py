@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from storage.database import DEFAULT_URL
@@ -33,9 +33,34 @@ class Settings(BaseSettings):
     )
     mcp_require_auth: bool = Field(True, description="false: /mcp accepts callers without a key")
     mcp_stateless: bool = Field(False, description="true: no MCP sessions (horizontal scaling)")
+    mcp_json_response: bool = Field(
+        False, description="true: answer tools/call with JSON instead of an event stream"
+    )
     mcp_allowed_hosts: list[str] | None = Field(None, description="JSON list; None: loopback")
     mcp_allowed_origins: list[str] | None = None
     identity_cache_seconds: float = 10.0
+    policy_refresh_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="How often, at most, a decision checks whether the stored policy changed "
+        "(another process granted or revoked); 0: before every decision",
+    )
+    jwt_hs256_secret: SecretStr | None = Field(
+        None, description="HS256 shared secret (32+ bytes): accept JWTs signed with it"
+    )
+    jwt_public_key_file: str | None = Field(
+        None, description="PEM public key file: accept JWTs it verifies (RSA: RS256, P-256: ES256)"
+    )
+    jwt_jwks_file: str | None = Field(
+        None, description="JWKS file: accept JWTs signed by its keys, chosen by kid"
+    )
+    jwt_issuer: str | None = Field(None, description="Required iss of JWTs")
+    jwt_audience: str | None = Field(None, description="Required aud of JWTs")
+    jwt_subject_claim: str = "sub"
+    jwt_tenant_claim: str = "tenant"
+    jwt_roles_claim: str = Field("roles", description="A list, or a space-separated string")
+    jwt_kind_claim: str = Field("kind", description="user (default), service or agent")
+    jwt_leeway_seconds: float = Field(30.0, ge=0, le=300, description="Clock skew for exp/nbf")
     rate_limit_storage: str = Field(
         "async+memory://", description="A `limits` async storage URI, e.g. async+redis://..."
     )
@@ -45,6 +70,18 @@ class Settings(BaseSettings):
         "function(registry, db, settings) after the built-in operations",
     )
     idempotency_wait_seconds: float = 10.0
+
+    @field_validator(
+        "jwt_hs256_secret",
+        "jwt_public_key_file",
+        "jwt_jwks_file",
+        "jwt_issuer",
+        "jwt_audience",
+        mode="before",
+    )
+    @classmethod
+    def empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @property
     def graphql_introspection_enabled(self) -> bool:

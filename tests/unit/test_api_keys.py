@@ -188,3 +188,35 @@ async def test_a_revocation_in_this_process_applies_at_once(issued) -> None:
     await identity.resolve(token)
     assert await identity.revoke(key.id)
     await unauthenticated(identity, token)
+
+
+async def test_keys_scoped_to_operations(database) -> None:
+    store = ApiKeyStore(database)
+    scoped, token = await store.create(
+        tenant_id="acme",
+        actor_id="bot",
+        roles=("user",),
+        kind="service",
+        operations=["system.ping", "billing.getInvoice", "system.ping"],
+    )
+    unscoped, _ = await store.create(tenant_id="acme", actor_id="alice", roles=("user",))
+    assert scoped.operations == ("billing.getInvoice", "system.ping")
+    assert unscoped.operations is None
+    listed = {k.id: k.operations for k in await store.list("acme")}
+    assert listed == {scoped.id: ("billing.getInvoice", "system.ping"), unscoped.id: None}
+    actor = await ApiKeyIdentity(store).resolve(token)
+    assert actor.operations == frozenset({"billing.getInvoice", "system.ping"})
+    with pytest.raises(ValueError):
+        await store.create(tenant_id="acme", actor_id="bot", roles=("user",), operations=[])
+
+
+async def test_revoke_and_get_within_a_tenant(issued) -> None:
+    store, identity, key, token = issued
+    assert await store.get(key.id, tenant_id="other") is None
+    assert await identity.revoke(key.id, tenant_id="other") is False
+    assert (await identity.resolve(token)).credential_id == key.id  # still active
+    assert await identity.revoke(key.id, tenant_id="acme") is True
+    await unauthenticated(identity, token)
+    found = await store.get(key.id, tenant_id="acme")
+    assert found is not None and found.revoked_at is not None
+    assert await store.get(key.id) == found

@@ -27,6 +27,12 @@ OPERATION_KEYS = (
     "billing.createInvoice",
     "billing.getInvoice",
     "billing.listInvoices",
+    "keys.createKey",
+    "keys.listKeys",
+    "keys.revokeKey",
+    "policy.grant",
+    "policy.listRules",
+    "policy.revoke",
     "system.ping",
 )
 
@@ -204,7 +210,7 @@ def test_keys_create_list_revoke(cli: Cli) -> None:
 
     listing = cli.ok("keys", "list")
     line = next(li for li in listing.stdout.splitlines() if li.startswith(key_id))
-    assert line.split() == [key_id, "acme", "alice", "user", "user", "active"]
+    assert line.split() == [key_id, "acme", "alice", "user", "user", "*", "active"]
     secret = token.removeprefix(f"sk_live_{key_id}_")
     assert secret not in listing.output
     assert token not in listing.output
@@ -226,6 +232,24 @@ def test_keys_create_list_revoke(cli: Cli) -> None:
     again = cli("keys", "revoke", key_id)
     assert again.exit_code != 0
     assert f"no active key {key_id}" in again.stderr
+
+
+def test_keys_create_scoped_to_operations(cli: Cli) -> None:
+    create = ("keys", "create", "--tenant", "acme", "--user", "bot", "--role", "user")
+    scope = ("--operation", "system.ping", "--operation", "billing.getInvoice")
+    token = cli.ok(*create, *scope).stdout.strip()
+    key_id = token.removeprefix("sk_live_").split("_", 1)[0]
+    line = next(li for li in cli.ok("keys", "list").stdout.splitlines() if li.startswith(key_id))
+    assert line.split()[5] == "billing.getInvoice,system.ping"
+
+    assert json.loads(cli.ok("call", "system.ping", "--api-key", token).stdout)["actorId"] == "bot"
+    refused = cli("call", "billing.listInvoices", "--api-key", token)
+    assert refused.exit_code == 1
+    assert problem(refused)["code"] == "FORBIDDEN"
+
+    unknown = cli(*create, "--operation", "billing.nope")
+    assert unknown.exit_code == 2
+    assert "no operation billing.nope" in unknown.stderr
 
 
 def test_keys_list_filters_by_tenant(cli: Cli) -> None:

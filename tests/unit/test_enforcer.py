@@ -1,28 +1,26 @@
-"""policy.enforcer.CasbinAuthorizer with the shipped policy and with temporary ones."""
+"""policy.enforcer.CasbinAuthorizer with the shipped policy and with fixed ones (the policy
+in the database, reloading and explanations: test_policy_store.py)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from policy.actor import Actor
-from policy.enforcer import MODEL_PATH, CasbinAuthorizer
+from policy.enforcer import CasbinAuthorizer
+from policy.rules import PolicyLine
 
 
 def actor(*roles: str, tenant: str | None = "acme") -> Actor:
     return Actor(id="alice", tenant_id=tenant, roles=frozenset(roles), kind="user")
 
 
-def authorizer_with(tmp_path: Path, *lines: str) -> CasbinAuthorizer:
-    policy = tmp_path / "policy.csv"
-    policy.write_text("\n".join(lines) + "\n")
-    return CasbinAuthorizer(MODEL_PATH, policy)
+def authorizer_with(_tmp_path: object, *lines: str) -> CasbinAuthorizer:
+    return CasbinAuthorizer(lines=[PolicyLine.parse(line) for line in lines])
 
 
 @pytest.fixture(scope="module")
 def shipped() -> CasbinAuthorizer:
-    return CasbinAuthorizer()
+    return CasbinAuthorizer.from_file()
 
 
 @pytest.mark.parametrize("action", ["create", "read", "list", "pay"])
@@ -113,34 +111,3 @@ async def test_tenant_specific_lines_grant_in_that_tenant_only(tmp_path) -> None
     assert not await authz.allowed(actor("user", tenant="t2"), "x", "y")
     assert not await authz.allowed(actor("user", tenant="t10"), "x", "y")
     assert not await authz.allowed(actor("user", tenant="t1"), "x", "z")
-
-
-async def test_reload_clears_the_decision_cache(tmp_path) -> None:
-    policy = tmp_path / "policy.csv"
-    policy.write_text("p, user, *, invoice, pay, allow\n")
-    authz = CasbinAuthorizer(MODEL_PATH, policy)
-    alice = actor("user")
-    assert await authz.allowed(alice, "invoice", "pay")
-    assert not await authz.allowed(alice, "invoice", "read")
-
-    policy.write_text("p, user, *, invoice, read, allow\n")
-    # decisions are cached until reload()
-    assert await authz.allowed(alice, "invoice", "pay")
-    assert not await authz.allowed(alice, "invoice", "read")
-
-    authz.reload()
-    assert not await authz.allowed(alice, "invoice", "pay")
-    assert await authz.allowed(alice, "invoice", "read")
-
-
-async def test_reload_picks_up_new_role_links(tmp_path) -> None:
-    policy = tmp_path / "policy.csv"
-    policy.write_text("p, user, *, invoice, pay, allow\n")
-    authz = CasbinAuthorizer(MODEL_PATH, policy)
-    assert not await authz.allowed(actor("admin"), "invoice", "pay")
-    policy.write_text("p, user, *, invoice, pay, allow\ng, admin, user, *\n")
-    authz.reload()
-    assert await authz.allowed(actor("admin"), "invoice", "pay")
-    policy.write_text("p, user, *, invoice, pay, allow\n")
-    authz.reload()
-    assert not await authz.allowed(actor("admin"), "invoice", "pay")

@@ -17,11 +17,12 @@ import pytest
 from pydantic import Field
 from starlette.responses import Response
 
+from policy.actor import Actor
 from registry.contract import Deprecation
 from registry.errors import CATALOGUE, Problem
 from registry.invocation import Invocation, OperationRef, Outcome
 from registry.model import WireModel
-from registry.registry import Registry, install_op
+from registry.registry import Operation, Registry, install_op
 from specops.operations import build_registry
 from specops.settings import Settings
 from storage.database import Database
@@ -382,6 +383,12 @@ class StubPipeline:
             "billing.createInvoice": INVOICE,
         }
         return Outcome(invocation.request_id, ref, outputs[invocation.key], None, self.replay)
+
+    async def actor_for(self, credentials: str | None) -> Actor | None:
+        return Actor("alice", "acme", frozenset({"user"}), "user")
+
+    async def may_attempt(self, actor: Actor, operation: Operation) -> bool:
+        return True
 
 
 INVOICE = {

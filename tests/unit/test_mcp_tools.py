@@ -21,7 +21,8 @@ from specops.operations import build_registry
 from specops.settings import Settings
 from storage.database import Database
 from tests.support.databases import sqlite_url
-from tests.support.mcp_client import audit_rows, meta, text_of
+from tests.support.mcp_client import meta, text_of
+from tests.support.stack import audit_rows
 from tests.unit.conftest import Declare, ThingInput
 from transports.mcp.names import TOOL_NAME, doc_uri, tool_name
 from transports.mcp.resources import DocCatalog

@@ -13,6 +13,7 @@ from storage.database import Database
 from tests.support.databases import postgres_available, postgres_database, sqlite_url
 from tests.support.processes import start_localstripe
 from tests.support.stack import Stack
+from tests.support.tokens import JWT_ENV
 
 configure_logging("console", "warning")
 
@@ -58,10 +59,11 @@ async def _running_stack(
     localstripe: str,
     tmp_path_factory: pytest.TempPathFactory,
     env: dict[str, str | None] | None = None,
+    factory: str | None = None,
 ) -> AsyncIterator[Stack]:
     tmp = tmp_path_factory.mktemp(f"{name}-{backend}")
     async for url in _database_url(backend, tmp):
-        async with Stack.start(tmp, url, localstripe, env=env) as running:
+        async with Stack.start(tmp, url, localstripe, env=env, factory=factory) as running:
             yield running
 
 
@@ -95,5 +97,34 @@ async def testing_stack(
     Stripe credentials."""
     async for running in _running_stack(
         "testing", request.param, localstripe, tmp_path_factory, TESTING_ENV
+    ):
+        yield running
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+async def variants(
+    request: pytest.FixtureRequest, localstripe: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
+    """A running server of ``tests.support.variants_app``: the real app plus variants of
+    its GraphQL and MCP endpoints (``/graphql-locked``, ``/mcp-stateless``, ``/mcp-open``),
+    shared by the GraphQL and MCP end-to-end tests."""
+    async for running in _running_stack(
+        "variants",
+        request.param,
+        localstripe,
+        tmp_path_factory,
+        factory="tests.support.variants_app:create_app",
+    ):
+        yield running
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+async def identity_stack(
+    request: pytest.FixtureRequest, localstripe: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
+    """A running server that also accepts HS256 bearer tokens (``tests.support.tokens``),
+    with the default identity cache (so revocations must clear it)."""
+    async for running in _running_stack(
+        "identity", request.param, localstripe, tmp_path_factory, JWT_ENV
     ):
         yield running

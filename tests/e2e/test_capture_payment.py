@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
-
+from tests.support.api import CAPTURE, GET_INVOICE, create_invoice, new_user, rid
 from tests.support.stack import Stack
 
 
-def rid() -> str:
-    return f"test-{uuid.uuid4().hex}"
-
-
-async def create_invoice(
-    stack: Stack, token: str, amount: str = "12.50", currency: str = "usd"
-) -> dict[str, Any]:
-    async with stack.client(token) as http:
-        r = await http.post(
-            "/api/ops/billing.createInvoice", json={"amount": amount, "currency": currency}
-        )
-    assert r.status_code == 200, r.text
-    invoice: dict[str, Any] = r.json()
-    return invoice
-
-
 async def test_happy_path_pays_the_invoice(stack: Stack) -> None:
-    tenant = f"t-{uuid.uuid4().hex[:8]}"
-    alice = await stack.key(tenant, "alice")
+    tenant, alice = await new_user(stack)
     invoice = await create_invoice(stack, alice)
     request_id = rid()
     async with stack.client(alice) as http:
         r = await http.post(
-            "/api/ops/billing.capturePayment",
+            CAPTURE,
             json={
                 "invoiceId": invoice["id"],
                 "amount": 12.5,
@@ -44,7 +25,7 @@ async def test_happy_path_pays_the_invoice(stack: Stack) -> None:
         body = r.json()
         assert body["status"] == "succeeded"
         assert body["transactionId"].startswith("pi_")
-        after = await http.get("/api/ops/billing.getInvoice", params={"invoiceId": invoice["id"]})
+        after = await http.get(GET_INVOICE, params={"invoiceId": invoice["id"]})
     assert after.json()["status"] == "paid"
     assert after.json()["transactionId"] == body["transactionId"]
     rows = await stack.audit(request_id)

@@ -26,7 +26,7 @@ from tests.support.api import (
     get_invoice,
     headers,
     intents_for,
-    new_tenant,
+    new_user,
     one_audit,
     rid,
 )
@@ -68,16 +68,11 @@ def test_every_catalogued_code_has_an_end_to_end_test() -> None:
     assert known - COVERED.keys() == set()
 
 
-async def _user(stack: Stack, user: str = "alice", roles: tuple[str, ...] = ("user",)):
-    tenant = new_tenant()
-    return tenant, await stack.key(tenant, user, roles)
-
-
 # -- MALFORMED_REQUEST -----------------------------------------------------------------
 
 
 async def test_body_that_is_not_json_is_malformed(stack: Stack) -> None:
-    tenant, alice = await _user(stack)
+    tenant, alice = await new_user(stack)
     request_id = rid()
     async with stack.client(alice) as http:
         r = await http.post(
@@ -102,7 +97,7 @@ async def test_body_that_is_not_json_is_malformed(stack: Stack) -> None:
 
 
 async def test_input_parameter_that_is_not_json_is_malformed(stack: Stack) -> None:
-    tenant, alice = await _user(stack)
+    tenant, alice = await new_user(stack)
     request_id = rid()
     async with stack.client(alice) as http:
         r = await http.get(
@@ -121,7 +116,7 @@ async def test_input_parameter_that_is_not_json_is_malformed(stack: Stack) -> No
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
 async def test_body_of_another_media_type_is_415(stack: Stack, content_type: str | None) -> None:
-    tenant, alice = await _user(stack)
+    tenant, alice = await new_user(stack)
     request_id = rid()
     extra = {"Content-Type": content_type} if content_type else {}
     async with stack.client(alice) as http:
@@ -143,7 +138,7 @@ async def test_body_of_another_media_type_is_415(stack: Stack, content_type: str
 
 
 async def test_json_suffix_media_types_are_accepted(stack: Stack) -> None:
-    _, alice = await _user(stack)
+    _, alice = await new_user(stack)
     async with stack.client(alice) as http:
         r = await http.post(
             CREATE,
@@ -155,7 +150,7 @@ async def test_json_suffix_media_types_are_accepted(stack: Stack) -> None:
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
 async def test_body_over_one_mib_is_413(stack: Stack, framing: str) -> None:
-    tenant, alice = await _user(stack)
+    tenant, alice = await new_user(stack)
     request_id = rid()
     payload = json.dumps({"amount": "1", "currency": "usd", "description": "x" * MIB}).encode()
     assert len(payload) > MIB
@@ -186,7 +181,7 @@ async def test_body_over_one_mib_is_413(stack: Stack, framing: str) -> None:
 async def test_body_of_exactly_one_mib_is_read(stack: Stack) -> None:
     """The limit is on bytes: a body of exactly 1 MiB gets past it (then fails validation
     of the description's length, proving it was parsed)."""
-    _, alice = await _user(stack)
+    _, alice = await new_user(stack)
     prefix = b'{"amount": "1", "currency": "usd", "description": "'
     payload = prefix + b"x" * (MIB - len(prefix) - 2) + b'"}'
     assert len(payload) == MIB
@@ -197,7 +192,7 @@ async def test_body_of_exactly_one_mib_is_read(stack: Stack) -> None:
 
 
 async def test_get_on_a_command_is_405_with_allow(stack: Stack) -> None:
-    _, alice = await _user(stack)
+    _, alice = await new_user(stack)
     request_id = rid()
     async with stack.client(alice) as http:
         r = await http.get(CAPTURE, params={"invoiceId": "inv_1"}, headers=headers(request_id))
@@ -218,7 +213,7 @@ async def test_get_on_a_command_is_405_with_allow(stack: Stack) -> None:
 
 
 async def test_head_on_a_command_does_not_run_it(stack: Stack) -> None:
-    _, alice = await _user(stack)
+    _, alice = await new_user(stack)
     request_id = rid()
     async with stack.client(alice) as http:
         r = await http.request(
@@ -235,7 +230,7 @@ async def test_head_on_a_command_does_not_run_it(stack: Stack) -> None:
 
 
 async def test_amount_too_precise_for_its_currency(stack: Stack) -> None:
-    tenant, alice = await _user(stack)
+    tenant, alice = await new_user(stack)
     invoice = await create_invoice(stack, alice)
     request_id = rid()
     async with stack.client(alice) as http:
@@ -267,7 +262,7 @@ async def test_amount_too_precise_for_its_currency(stack: Stack) -> None:
 
 
 async def test_extra_fields_and_wrong_types_are_listed_by_path(stack: Stack) -> None:
-    tenant, alice = await _user(stack)
+    tenant, alice = await new_user(stack)
     request_id = rid()
     async with stack.client(alice) as http:
         r = await http.post(
@@ -291,7 +286,7 @@ async def test_extra_fields_and_wrong_types_are_listed_by_path(stack: Stack) -> 
 
 
 async def test_input_that_is_not_an_object(stack: Stack) -> None:
-    _, alice = await _user(stack)
+    _, alice = await new_user(stack)
     request_id = rid()
     async with stack.client(alice) as http:
         r = await http.post(CREATE, json=[1, 2], headers=headers(request_id))
@@ -303,7 +298,7 @@ async def test_input_that_is_not_an_object(stack: Stack) -> None:
 
 
 async def test_get_query_parameters_are_coerced_and_validated(stack: Stack) -> None:
-    tenant, alice = await _user(stack)
+    tenant, alice = await new_user(stack)
     await create_invoice(stack, alice)
     ok_id, bad_id, low_id = rid(), rid(), rid()
     async with stack.client(alice) as http:
@@ -339,7 +334,7 @@ BAD_AUTHORIZATION = {
 
 @pytest.mark.parametrize("authorization", BAD_AUTHORIZATION.values(), ids=BAD_AUTHORIZATION.keys())
 async def test_bad_credentials_are_401(stack: Stack, authorization: str | None) -> None:
-    _, alice = await _user(stack)
+    _, alice = await new_user(stack)
     invoice = await create_invoice(stack, alice)
     request_id = rid()
     extra = {"Authorization": authorization} if authorization is not None else {}
@@ -373,7 +368,7 @@ async def test_401_carries_a_bearer_challenge(stack: Stack) -> None:
 
 
 async def test_key_revoked_before_first_use_is_401(stack: Stack) -> None:
-    _, alice = await _user(stack)
+    _, alice = await new_user(stack)
     key_id = key_id_of(alice)
     assert key_id is not None
     assert await ApiKeyStore(stack.db).revoke(key_id)
@@ -388,7 +383,7 @@ async def test_key_revoked_before_first_use_is_401(stack: Stack) -> None:
 
 async def test_key_revoked_after_use_is_401_without_identity_cache(testing_stack: Stack) -> None:
     stack = testing_stack  # SPECOPS_IDENTITY_CACHE_SECONDS=0
-    tenant, alice = await _user(stack)
+    tenant, alice = await new_user(stack)
     ok_id, revoked_id = rid(), rid()
     async with stack.client(alice) as http:
         ok = await http.get(LIST_INVOICES, headers=headers(ok_id))
@@ -406,7 +401,7 @@ async def test_key_revoked_after_use_is_401_without_identity_cache(testing_stack
 
 
 async def test_role_without_grants_is_forbidden(stack: Stack) -> None:
-    tenant, alice = await _user(stack)
+    tenant, alice = await new_user(stack)
     invoice = await create_invoice(stack, alice)
     nobody = await stack.key(tenant, "alice", roles=("nobody",))
     pay_id, create_id = rid(), rid()
@@ -436,7 +431,7 @@ async def test_operation_granted_to_admins_only_is_forbidden_to_users(
     testing_stack: Stack,
 ) -> None:
     stack = testing_stack
-    tenant, alice = await _user(stack)
+    tenant, alice = await new_user(stack)
     request_id = rid()
     async with stack.client(alice) as http:
         r = await http.post(
@@ -454,7 +449,7 @@ async def test_operation_granted_to_admins_only_is_forbidden_to_users(
 
 
 async def test_creating_an_invoice_for_another_user_without_assign_is_403(stack: Stack) -> None:
-    tenant, alice = await _user(stack)
+    tenant, alice = await new_user(stack)
     request_id = rid()
     async with stack.client(alice) as http:
         r = await http.post(
@@ -484,7 +479,7 @@ async def test_creating_an_invoice_for_another_user_without_assign_is_403(stack:
 async def test_unknown_operation_is_404(
     stack: Stack, path: str, key: str, version: str | None
 ) -> None:
-    _, alice = await _user(stack)
+    _, alice = await new_user(stack)
     request_id = rid()
     async with stack.client(alice) as http:
         r = await http.post(path, json={}, headers=headers(request_id))
@@ -517,7 +512,7 @@ async def test_over_long_pinned_version_is_404_and_audited(
 
 
 async def test_pinned_known_version_resolves(stack: Stack) -> None:
-    tenant, alice = await _user(stack)
+    tenant, alice = await new_user(stack)
     invoice = await create_invoice(stack, alice, amount="7.00")
     request_id = rid()
     async with stack.client(alice) as http:
@@ -532,7 +527,7 @@ async def test_pinned_known_version_resolves(stack: Stack) -> None:
 
 
 async def test_unknown_invoice_is_404(stack: Stack) -> None:
-    tenant, alice = await _user(stack)
+    tenant, alice = await new_user(stack)
     get_id, pay_id = rid(), rid()
     missing = {"id": "inv_doesnotexist", "amount": "1.00", "currency": "usd"}
     async with stack.client(alice) as http:
@@ -552,7 +547,7 @@ async def test_unknown_invoice_is_404(stack: Stack) -> None:
 
 
 async def test_paying_twice_is_409_already_paid(stack: Stack) -> None:
-    tenant, alice = await _user(stack)
+    tenant, alice = await new_user(stack)
     invoice = await create_invoice(stack, alice)
     first_id, second_id = rid(), rid()
     async with stack.client(alice) as http:
@@ -581,7 +576,7 @@ async def test_paying_twice_is_409_already_paid(stack: Stack) -> None:
 
 
 async def test_declined_card_is_402_and_invoice_stays_open(stack: Stack) -> None:
-    tenant, alice = await _user(stack)
+    tenant, alice = await new_user(stack)
     invoice = await create_invoice(stack, alice, amount="20.00")
     declined_id, retry_id = rid(), rid()
     async with stack.client(alice) as http:
@@ -609,7 +604,7 @@ async def test_declined_card_is_402_and_invoice_stays_open(stack: Stack) -> None
     "overrides", [{"amount": "12.49"}, {"currency": "eur"}], ids=["amount", "currency"]
 )
 async def test_amount_or_currency_mismatch_is_422(stack: Stack, overrides: dict[str, str]) -> None:
-    tenant, alice = await _user(stack)
+    tenant, alice = await new_user(stack)
     invoice = await create_invoice(stack, alice)
     request_id = rid()
     async with stack.client(alice) as http:
@@ -631,7 +626,7 @@ async def test_amount_or_currency_mismatch_is_422(stack: Stack, overrides: dict[
 
 async def test_without_stripe_key_capture_is_503(testing_stack: Stack) -> None:
     stack = testing_stack
-    tenant, alice = await _user(stack)
+    tenant, alice = await new_user(stack)
     invoice = await create_invoice(stack, alice)  # other operations work
     request_id = rid()
     async with stack.client(alice) as http:
@@ -665,7 +660,7 @@ def _testing_op(name: str, kind: str = "command") -> dict[str, str]:
 
 async def test_rate_limited_is_429_with_retry_after(testing_stack: Stack) -> None:
     stack = testing_stack
-    tenant, root = await _user(stack, "root", ("admin",))
+    tenant, root = await new_user(stack, "root", ("admin",))
     ids = [rid() for _ in range(3)]
     async with stack.client(root) as http:
         answers = [
@@ -701,7 +696,7 @@ async def test_rate_limited_is_429_with_retry_after(testing_stack: Stack) -> Non
 
 async def test_handler_past_its_timeout_is_504(testing_stack: Stack) -> None:
     stack = testing_stack
-    tenant, root = await _user(stack, "root", ("admin",))
+    tenant, root = await new_user(stack, "root", ("admin",))
     request_id = rid()
     async with stack.client(root) as http:
         r = await http.post(
@@ -727,7 +722,7 @@ async def test_handler_failures_are_500_without_details(
     testing_stack: Stack, name: str, kind: str
 ) -> None:
     stack = testing_stack
-    tenant, root = await _user(stack, "root", ("admin",))
+    tenant, root = await new_user(stack, "root", ("admin",))
     request_id = rid()
     async with stack.client(root) as http:
         if kind == "query":

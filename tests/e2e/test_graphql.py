@@ -1,4 +1,4 @@
-"""GraphQL end to end: real HTTP POSTs to a running server (tests/support/graphql_app.py),
+"""GraphQL end to end: real HTTP POSTs to a running server (tests/support/variants_app.py),
 localstripe behind billing.capturePayment, audit rows read from the database."""
 
 from __future__ import annotations
@@ -7,12 +7,11 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 from graphql import get_introspection_query
 
-from tests.support.databases import postgres_available, postgres_database, sqlite_url
-from tests.support.graphql_app import GraphQLStack
+from tests.support.api import capture_body, new_tenant, only_error, post_graphql, rid
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -35,61 +34,10 @@ query Get($id: String!) {
 }"""
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
-async def gql(
-    request: pytest.FixtureRequest, localstripe: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[GraphQLStack]:
-    """A running server with the GraphQL endpoints, per backend."""
-    tmp = tmp_path_factory.mktemp(f"graphql-{request.param}")
-    if request.param == "sqlite":
-        async with GraphQLStack.start(tmp, sqlite_url(tmp), localstripe) as running:
-            yield running
-        return
-    reason = await postgres_available()
-    if reason:
-        pytest.skip(reason)
-    async with (
-        postgres_database() as url,
-        GraphQLStack.start(tmp, url, localstripe) as running,
-    ):
-        yield running
-
-
-def rid() -> str:
-    return f"gql-{uuid.uuid4().hex}"
-
-
-def new_tenant() -> str:
-    return f"t-{uuid.uuid4().hex[:8]}"
-
-
-async def post(
-    stack: GraphQLStack,
-    query: str,
-    variables: dict[str, Any] | None = None,
-    *,
-    token: str | None = None,
-    headers: dict[str, str] | None = None,
-    path: str = "/graphql",
-) -> httpx.Response:
-    async with stack.client(token) as http:
-        body: dict[str, Any] = {"query": query}
-        if variables is not None:
-            body["variables"] = variables
-        return await http.post(path, json=body, headers=headers or {})
-
-
-def only_error(body: dict[str, Any]) -> dict[str, Any]:
-    errors = body.get("errors") or []
-    assert len(errors) == 1, body
-    error: dict[str, Any] = errors[0]
-    return error
-
-
-async def create_invoice(stack: GraphQLStack, token: str, amount: str = "12.50") -> dict[str, Any]:
-    r = await post(stack, CREATE, {"input": {"amount": amount, "currency": "usd"}}, token=token)
+async def create_invoice(stack: Stack, token: str, amount: str = "12.50") -> dict[str, Any]:
+    r = await post_graphql(
+        stack, CREATE, {"input": {"amount": amount, "currency": "usd"}}, token=token
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert "errors" not in body, body
@@ -97,22 +45,12 @@ async def create_invoice(stack: GraphQLStack, token: str, amount: str = "12.50")
     return invoice
 
 
-def capture_input(invoice: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    return {
-        "invoiceId": invoice["id"],
-        "amount": "12.50",
-        "currency": "usd",
-        "paymentMethodId": "pm_card_visa",
-        **changes,
-    }
-
-
-async def test_ping_query_with_a_key(gql: GraphQLStack) -> None:
+async def test_ping_query_with_a_key(variants: Stack) -> None:
     tenant = new_tenant()
-    alice = await gql.key(tenant, "alice")
+    alice = await variants.key(tenant, "alice")
     request_id = rid()
-    r = await post(
-        gql,
+    r = await post_graphql(
+        variants,
         '{ system_ping(input: {message: "hello"}) { message actorId tenantId } }',
         token=alice,
         headers={"X-Request-Id": request_id},
@@ -122,16 +60,16 @@ async def test_ping_query_with_a_key(gql: GraphQLStack) -> None:
     assert r.json() == {
         "data": {"system_ping": {"message": "hello", "actorId": "alice", "tenantId": tenant}}
     }
-    [row] = await gql.audit(request_id)
+    [row] = await variants.audit(request_id)
     assert (row["transport"], row["outcome"], row["decision"]) == ("graphql", "OK", "allow")
     assert (row["operation_key"], row["operation_version"]) == ("system.ping", "1.0.0")
     assert (row["tenant_id"], row["actor_id"]) == (tenant, "alice")
 
 
-async def test_create_invoice_then_capture_payment(gql: GraphQLStack) -> None:
+async def test_create_invoice_then_capture_payment(variants: Stack) -> None:
     tenant = new_tenant()
-    alice = await gql.key(tenant, "alice")
-    invoice = await create_invoice(gql, alice)
+    alice = await variants.key(tenant, "alice")
+    invoice = await create_invoice(variants, alice)
     assert invoice["id"].startswith("inv_")
     assert (invoice["amount"], invoice["amountMinor"], invoice["currency"]) == (
         "12.50",
@@ -142,10 +80,10 @@ async def test_create_invoice_then_capture_payment(gql: GraphQLStack) -> None:
     assert invoice["createdAt"].endswith("Z") or "+" in invoice["createdAt"]
 
     request_id = rid()
-    r = await post(
-        gql,
+    r = await post_graphql(
+        variants,
         CAPTURE,
-        {"input": capture_input(invoice, amount=12.5)},
+        {"input": capture_body(invoice, amount=12.5)},
         token=alice,
         headers={"X-Request-Id": request_id},
     )
@@ -155,12 +93,12 @@ async def test_create_invoice_then_capture_payment(gql: GraphQLStack) -> None:
     assert paid["status"] == "succeeded"
     assert paid["transactionId"].startswith("pi_")
 
-    after = (await post(gql, GET, {"id": invoice["id"]}, token=alice)).json()
+    after = (await post_graphql(variants, GET, {"id": invoice["id"]}, token=alice)).json()
     got = after["data"]["billing_getInvoice_v1_0_0"]
     assert (got["status"], got["transactionId"]) == ("PAID", paid["transactionId"])
     assert got["paidAt"] is not None
 
-    [row] = await gql.audit(request_id)
+    [row] = await variants.audit(request_id)
     assert (row["transport"], row["outcome"], row["decision"]) == ("graphql", "OK", "allow")
     assert (row["operation_key"], row["tenant_id"], row["actor_id"]) == (
         "billing.capturePayment",
@@ -170,11 +108,11 @@ async def test_create_invoice_then_capture_payment(gql: GraphQLStack) -> None:
     assert row["idempotency_key"] is None
 
 
-async def test_input_the_contract_refuses_is_invalid_input(gql: GraphQLStack) -> None:
-    alice = await gql.key(new_tenant(), "alice")
+async def test_input_the_contract_refuses_is_invalid_input(variants: Stack) -> None:
+    alice = await variants.key(new_tenant(), "alice")
     request_id = rid()
-    r = await post(
-        gql,
+    r = await post_graphql(
+        variants,
         'mutation { billing_createInvoice(input: {amount: 12.555, currency: "usd"}) { id } }',
         token=alice,
         headers={"X-Request-Id": request_id},
@@ -199,15 +137,15 @@ async def test_input_the_contract_refuses_is_invalid_input(gql: GraphQLStack) ->
     }
     assert ext["requestId"] == request_id
     assert {"type", "title", "detail"} <= set(ext)
-    [row] = await gql.audit(request_id)
+    [row] = await variants.audit(request_id)
     assert (row["transport"], row["outcome"], row["status"]) == ("graphql", "INVALID_INPUT", 422)
 
 
-async def test_input_graphql_refuses_is_invalid_input_and_not_audited(gql: GraphQLStack) -> None:
-    alice = await gql.key(new_tenant(), "alice")
+async def test_input_graphql_refuses_is_invalid_input_and_not_audited(variants: Stack) -> None:
+    alice = await variants.key(new_tenant(), "alice")
     request_id = rid()
-    r = await post(
-        gql,
+    r = await post_graphql(
+        variants,
         CREATE,
         {"input": {"amount": "twelve", "currency": "usd"}},
         token=alice,
@@ -220,23 +158,23 @@ async def test_input_graphql_refuses_is_invalid_input_and_not_audited(gql: Graph
     assert [issue["path"] for issue in ext["issues"]] == ["amount"]
     assert ext["requestId"] == request_id
     # GraphQL refused the document before any invocation: nothing to audit
-    assert await gql.audit(request_id, wait=0.5) == []
+    assert await variants.audit(request_id, wait=0.5) == []
 
 
 @pytest.mark.parametrize("authorization", [None, "Basic YWxpY2U6c2VjcmV0", "Bearer sk_live_nope"])
 async def test_no_or_bad_credentials_are_unauthenticated(
-    gql: GraphQLStack, authorization: str | None
+    variants: Stack, authorization: str | None
 ) -> None:
     request_id = rid()
     headers = {"X-Request-Id": request_id}
     if authorization:
         headers["Authorization"] = authorization
-    r = await post(gql, "{ system_ping { message } }", headers=headers)
+    r = await post_graphql(variants, "{ system_ping { message } }", headers=headers)
     body = r.json()
     assert body["data"] == {"system_ping": None}
     ext = only_error(body)["extensions"]
     assert (ext["code"], ext["status"]) == ("UNAUTHENTICATED", 401)
-    [row] = await gql.audit(request_id)
+    [row] = await variants.audit(request_id)
     assert (row["transport"], row["outcome"], row["decision"]) == (
         "graphql",
         "UNAUTHENTICATED",
@@ -244,15 +182,15 @@ async def test_no_or_bad_credentials_are_unauthenticated(
     )
 
 
-async def test_another_tenants_invoice_is_not_found(gql: GraphQLStack) -> None:
-    alice = await gql.key(new_tenant(), "alice")
-    mallory = await gql.key(new_tenant(), "alice")  # same user id, other tenant
-    invoice = await create_invoice(gql, alice)
+async def test_another_tenants_invoice_is_not_found(variants: Stack) -> None:
+    alice = await variants.key(new_tenant(), "alice")
+    mallory = await variants.key(new_tenant(), "alice")  # same user id, other tenant
+    invoice = await create_invoice(variants, alice)
     request_id = rid()
-    r = await post(
-        gql,
+    r = await post_graphql(
+        variants,
         CAPTURE,
-        {"input": capture_input(invoice)},
+        {"input": capture_body(invoice)},
         token=mallory,
         headers={"X-Request-Id": request_id},
     )
@@ -261,9 +199,9 @@ async def test_another_tenants_invoice_is_not_found(gql: GraphQLStack) -> None:
     ext = only_error(body)["extensions"]
     assert (ext["code"], ext["status"]) == ("INVOICE_NOT_FOUND", 404)
     assert ext["operation"]["key"] == "billing.capturePayment"
-    read = (await post(gql, GET, {"id": invoice["id"]}, token=mallory)).json()
+    read = (await post_graphql(variants, GET, {"id": invoice["id"]}, token=mallory)).json()
     assert only_error(read)["extensions"]["code"] == "INVOICE_NOT_FOUND"
-    [row] = await gql.audit(request_id)
+    [row] = await variants.audit(request_id)
     assert (row["transport"], row["outcome"], row["decision"]) == (
         "graphql",
         "INVOICE_NOT_FOUND",
@@ -271,22 +209,22 @@ async def test_another_tenants_invoice_is_not_found(gql: GraphQLStack) -> None:
     )
 
 
-async def test_idempotent_retry_replays_the_payment(gql: GraphQLStack) -> None:
-    alice = await gql.key(new_tenant(), "alice")
-    invoice = await create_invoice(gql, alice)
+async def test_idempotent_retry_replays_the_payment(variants: Stack) -> None:
+    alice = await variants.key(new_tenant(), "alice")
+    invoice = await create_invoice(variants, alice)
     key = f"pay-{uuid.uuid4().hex}"
     first_id, second_id = rid(), rid()
-    first = await post(
-        gql,
+    first = await post_graphql(
+        variants,
         CAPTURE,
-        {"input": capture_input(invoice)},
+        {"input": capture_body(invoice)},
         token=alice,
         headers={"Idempotency-Key": key, "X-Request-Id": first_id},
     )
-    second = await post(
-        gql,
+    second = await post_graphql(
+        variants,
         CAPTURE,
-        {"input": capture_input(invoice)},
+        {"input": capture_body(invoice)},
         token=alice,
         headers={"Idempotency-Key": key, "X-Request-Id": second_id},
     )
@@ -295,38 +233,38 @@ async def test_idempotent_retry_replays_the_payment(gql: GraphQLStack) -> None:
     assert "idempotent-replayed" not in first.headers
     assert second.headers["idempotent-replayed"] == "true"
     assert second.json()["extensions"] == {"replayed": ["pay"]}
-    [row] = await gql.audit(second_id)
+    [row] = await variants.audit(second_id)
     assert (row["replayed"], row["idempotency_key"]) == (True, f"{key}:pay")
 
     # the same key with another request is a conflict, not a second payment
-    other = await post(
-        gql,
+    other = await post_graphql(
+        variants,
         CAPTURE,
-        {"input": capture_input(invoice, amount="13.00")},
+        {"input": capture_body(invoice, amount="13.00")},
         token=alice,
         headers={"Idempotency-Key": key},
     )
     assert only_error(other.json())["extensions"]["code"] == "IDEMPOTENCY_CONFLICT"
 
 
-async def test_each_mutation_of_a_request_has_its_own_key(gql: GraphQLStack) -> None:
-    alice = await gql.key(new_tenant(), "alice")
+async def test_each_mutation_of_a_request_has_its_own_key(variants: Stack) -> None:
+    alice = await variants.key(new_tenant(), "alice")
     query = """mutation {
       a: billing_createInvoice(input: {amount: 1, currency: "usd"}) { id }
       b: billing_createInvoice(input: {amount: 1, currency: "usd"}) { id }
     }"""
     headers = {"Idempotency-Key": f"batch-{uuid.uuid4().hex}"}
-    first = (await post(gql, query, token=alice, headers=headers)).json()["data"]
-    again = (await post(gql, query, token=alice, headers=headers)).json()["data"]
+    first = (await post_graphql(variants, query, token=alice, headers=headers)).json()["data"]
+    again = (await post_graphql(variants, query, token=alice, headers=headers)).json()["data"]
     assert first["a"]["id"] != first["b"]["id"]
     assert again == first
 
 
-async def test_partial_data_one_field_fails_the_other_resolves(gql: GraphQLStack) -> None:
-    alice = await gql.key(new_tenant(), "alice")
+async def test_partial_data_one_field_fails_the_other_resolves(variants: Stack) -> None:
+    alice = await variants.key(new_tenant(), "alice")
     request_id = rid()
-    r = await post(
-        gql,
+    r = await post_graphql(
+        variants,
         """{
           me: system_ping { actorId }
           missing: billing_getInvoice(input: {invoiceId: "inv_missing"}) { id }
@@ -339,7 +277,7 @@ async def test_partial_data_one_field_fails_the_other_resolves(gql: GraphQLStack
     error = only_error(body)
     assert error["path"] == ["missing"]
     assert error["extensions"]["code"] == "INVOICE_NOT_FOUND"
-    rows = await gql.audit(request_id, count=2)
+    rows = await variants.audit(request_id, count=2)
     assert sorted((r["operation_key"], r["outcome"]) for r in rows) == [
         ("billing.getInvoice", "INVOICE_NOT_FOUND"),
         ("system.ping", "OK"),
@@ -347,20 +285,22 @@ async def test_partial_data_one_field_fails_the_other_resolves(gql: GraphQLStack
     assert {r["transport"] for r in rows} == {"graphql"}
 
 
-async def test_introspection_on_by_default_and_refused_when_off(gql: GraphQLStack) -> None:
+async def test_introspection_on_by_default_and_refused_when_off(variants: Stack) -> None:
     query = get_introspection_query(descriptions=True)
-    body = (await post(gql, query)).json()
+    alice = await variants.key(new_tenant(), "alice")
+    body = (await post_graphql(variants, query, token=alice)).json()
     assert "errors" not in body
     types = {t["name"] for t in body["data"]["__schema"]["types"]}
     assert {"Query", "Mutation", "Invoice", "InvoiceStatus", "Decimal", "DateTime"} <= types
 
-    locked = (await post(gql, query, path="/graphql-locked")).json()
+    locked = (await post_graphql(variants, query, token=alice, path="/graphql-locked")).json()
     assert locked["data"] is None
     assert {e["extensions"]["code"] for e in locked["errors"]} == {"FORBIDDEN"}
     assert "Introspection is disabled" in locked["errors"][0]["message"]
 
-    alice = await gql.key(new_tenant(), "alice")
-    served = await post(gql, "{ system_ping { message } }", token=alice, path="/graphql-locked")
+    served = await post_graphql(
+        variants, "{ system_ping { message } }", token=alice, path="/graphql-locked"
+    )
     assert served.json() == {"data": {"system_ping": {"message": "ping"}}}
 
 
@@ -377,11 +317,13 @@ async def test_introspection_on_by_default_and_refused_when_off(gql: GraphQLStac
     ],
 )  # fmt: skip
 async def test_abusive_queries_are_refused(
-    gql: GraphQLStack, path: str, query: str, limit: str
+    variants: Stack, path: str, query: str, limit: str
 ) -> None:
-    alice = await gql.key(new_tenant(), "alice")
+    alice = await variants.key(new_tenant(), "alice")
     request_id = rid()
-    r = await post(gql, query, token=alice, path=path, headers={"X-Request-Id": request_id})
+    r = await post_graphql(
+        variants, query, token=alice, path=path, headers={"X-Request-Id": request_id}
+    )
     body = r.json()
     assert body["data"] is None
     refusals = [e for e in body["errors"] if e["extensions"].get("limit", {}).get("name") == limit]
@@ -389,12 +331,12 @@ async def test_abusive_queries_are_refused(
     ext = refusals[0]["extensions"]
     assert (ext["code"], ext["title"]) == ("MALFORMED_REQUEST", "Query exceeds the server's limits")
     assert "limit" in refusals[0]["message"]
-    assert await gql.audit(request_id, wait=0.5) == []
+    assert await variants.audit(request_id, wait=0.5) == []
 
 
-async def test_requests_that_cannot_run_answer_a_problem(gql: GraphQLStack) -> None:
-    alice = await gql.key(new_tenant(), "alice")
-    async with gql.client(alice) as http:
+async def test_requests_that_cannot_run_answer_a_problem(variants: Stack) -> None:
+    alice = await variants.key(new_tenant(), "alice")
+    async with variants.client(alice) as http:
         not_json = await http.post(
             "/graphql", content=b"{oops", headers={"Content-Type": "application/json"}
         )

@@ -16,7 +16,8 @@ async def introspect(stack: Stack, token: str | None, query: str = SCHEMA) -> di
     assert r.status_code == 200, r.text
     body: dict[str, Any] = r.json()
     assert "errors" not in body, body
-    return body["data"]
+    data: dict[str, Any] = body["data"]
+    return data
 
 
 def root_names(data: dict[str, Any]) -> set[str]:

@@ -22,7 +22,7 @@ from tests.support.api import (
     get_invoice,
     headers,
     intents_for,
-    new_tenant,
+    new_user,
     one_audit,
     rid,
 )
@@ -39,13 +39,8 @@ def without_request_id(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k != "requestId"}
 
 
-async def _alice(stack: Stack, roles: tuple[str, ...] = ("user",)) -> tuple[str, str]:
-    tenant = new_tenant()
-    return tenant, await stack.key(tenant, "alice", roles)
-
-
 async def test_retry_with_same_key_and_body_replays(stack: Stack) -> None:
-    tenant, alice = await _alice(stack)
+    tenant, alice = await new_user(stack)
     invoice = await create_invoice(stack, alice)
     key, first_id, second_id = ikey(), rid(), rid()
     async with stack.client(alice) as http:
@@ -83,7 +78,7 @@ async def test_retry_with_same_key_and_body_replays(stack: Stack) -> None:
 
 
 async def test_same_key_different_body_is_422(stack: Stack) -> None:
-    tenant, alice = await _alice(stack)
+    tenant, alice = await new_user(stack)
     invoice = await create_invoice(stack, alice)
     key, first_id, changed_id, other_op_id = ikey(), rid(), rid(), rid()
     async with stack.client(alice) as http:
@@ -124,8 +119,7 @@ async def test_same_key_different_body_is_422(stack: Stack) -> None:
 
 
 async def test_keys_are_scoped_to_the_caller(stack: Stack) -> None:
-    tenant = new_tenant()
-    alice = await stack.key(tenant, "alice")
+    tenant, alice = await new_user(stack)
     bob = await stack.key(tenant, "bob")
     key = ikey()
     alices = await create_invoice(stack, alice)
@@ -145,7 +139,7 @@ async def test_keys_are_scoped_to_the_caller(stack: Stack) -> None:
 async def test_malformed_idempotency_key_is_400(
     stack: Stack, key: str, request: pytest.FixtureRequest
 ) -> None:
-    tenant, alice = await _alice(stack)
+    tenant, alice = await new_user(stack)
     invoice = await create_invoice(stack, alice)
     request_id = rid()
     async with stack.client(alice) as http:
@@ -157,7 +151,7 @@ async def test_malformed_idempotency_key_is_400(
 
 
 async def test_declared_error_outcomes_are_replayed(stack: Stack) -> None:
-    tenant, alice = await _alice(stack)
+    tenant, alice = await new_user(stack)
     invoice = await create_invoice(stack, alice)
     mismatch_key, declined_key = ikey(), ikey()
     ids = [rid() for _ in range(4)]
@@ -192,7 +186,7 @@ async def test_declared_error_outcomes_are_replayed(stack: Stack) -> None:
 
 async def test_upstream_unavailable_is_not_stored(testing_stack: Stack) -> None:
     stack = testing_stack  # no STRIPE_SECRET_KEY
-    tenant, alice = await _alice(stack)
+    tenant, alice = await new_user(stack)
     invoice = await create_invoice(stack, alice)
     key, ids = ikey(), [rid(), rid()]
     async with stack.client(alice) as http:
@@ -230,7 +224,7 @@ async def _runs(stack: Stack, token: str, admin: str) -> int:
 
 async def test_internal_error_is_not_stored(testing_stack: Stack) -> None:
     stack = testing_stack
-    tenant, root = await _alice(stack, ("admin",))
+    tenant, root = await new_user(stack, roles=("admin",))
     token, key, ids = rid(), ikey(), [rid(), rid(), rid()]
     async with stack.client(root) as http:
         answers = [
@@ -259,7 +253,7 @@ async def test_internal_error_is_not_stored(testing_stack: Stack) -> None:
 
 async def test_timeout_is_not_stored(testing_stack: Stack) -> None:
     stack = testing_stack
-    tenant, root = await _alice(stack, ("admin",))
+    tenant, root = await new_user(stack, roles=("admin",))
     token, key, ids = rid(), ikey(), [rid(), rid()]
     async with stack.client(root) as http:
         answers = [
@@ -286,7 +280,7 @@ async def test_timeout_is_not_stored(testing_stack: Stack) -> None:
 
 async def test_same_key_while_running_is_409_busy(testing_stack: Stack) -> None:
     stack = testing_stack  # SPECOPS_IDEMPOTENCY_WAIT_SECONDS=0.2
-    tenant, root = await _alice(stack, ("admin",))
+    tenant, root = await new_user(stack, roles=("admin",))
     token, key = rid(), ikey()
     first_id, busy_id, later_id = rid(), rid(), rid()
     body = {"token": token, "seconds": 2}
@@ -329,7 +323,7 @@ async def test_same_key_while_running_is_409_busy(testing_stack: Stack) -> None:
 
 
 async def test_concurrent_duplicates_run_once(stack: Stack) -> None:
-    _, alice = await _alice(stack)
+    _, alice = await new_user(stack)
     invoice = await create_invoice(stack, alice)
     key = ikey()
     ids = [rid(f"dup{n}") for n in range(8)]
@@ -349,7 +343,7 @@ async def test_concurrent_duplicates_run_once(stack: Stack) -> None:
 
 
 async def test_concurrent_captures_with_different_keys(stack: Stack) -> None:
-    tenant, alice = await _alice(stack)
+    tenant, alice = await new_user(stack)
     invoice = await create_invoice(stack, alice)
     ids = [rid(f"race{n}") for n in range(8)]
     async with stack.client(alice) as http:
@@ -391,7 +385,7 @@ async def test_concurrent_captures_with_different_keys(stack: Stack) -> None:
 
 
 async def test_retryable_declared_error_is_not_replayed(stack: Stack) -> None:
-    _, alice = await _alice(stack)
+    _, alice = await new_user(stack)
     invoice = await create_invoice(stack, alice)
 
     async def set_status(status: str) -> None:

@@ -8,7 +8,6 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,10 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.shared.exceptions import MCPError
 
-from tests.support.databases import postgres_available, postgres_database, sqlite_url
+from tests.support.api import new_tenant, rid
 from tests.support.mcp_client import http_client, leaves, meta, text_of
-from tests.support.mcp_stack import McpStack
 from tests.support.processes import ROOT
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -39,36 +38,6 @@ INITIALIZE = {
 MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
-async def mcp(
-    request: pytest.FixtureRequest, localstripe: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[McpStack]:
-    """A running server with the MCP endpoints (tests/support/mcp_app.py), per backend."""
-    tmp = tmp_path_factory.mktemp(f"mcp-{request.param}")
-    if request.param == "sqlite":
-        async with McpStack.start(tmp, sqlite_url(tmp), localstripe) as running:
-            yield running
-        return
-    reason = await postgres_available()
-    if reason:
-        pytest.skip(reason)
-    async with (
-        postgres_database() as url,
-        McpStack.start(tmp, url, localstripe) as running,
-    ):
-        yield running
-
-
-def tenant() -> str:
-    return f"t-{uuid.uuid4().hex[:8]}"
-
-
-def rid() -> str:
-    return f"mcp-{uuid.uuid4().hex}"
-
-
 def problem_of(result: Any) -> dict[str, Any]:
     assert result.is_error is True
     body = result.structured_content
@@ -81,12 +50,12 @@ def problem_of(result: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("path", ["/mcp", "/mcp-stateless"])
-async def test_ping(mcp: McpStack, mode: str, path: str) -> None:
-    org = tenant()
-    token = await mcp.key(org, "alice")
+async def test_ping(variants: Stack, mode: str, path: str) -> None:
+    org = new_tenant()
+    token = await variants.key(org, "alice")
     request_id = rid()
     headers = {"X-Request-Id": request_id}
-    async with http_client(mcp.url + path, token, mode=mode, headers=headers) as client:
+    async with http_client(variants.url + path, token, mode=mode, headers=headers) as client:
         result = await client.call_tool("system_ping", {"message": "over http"})
     assert result.is_error is False
     assert result.structured_content == {
@@ -95,18 +64,18 @@ async def test_ping(mcp: McpStack, mode: str, path: str) -> None:
         "tenantId": org,
     }
     assert result.meta is not None and result.meta["requestId"] == request_id
-    rows = await mcp.audit(request_id)
+    rows = await variants.audit(request_id)
     assert [(r["transport"], r["outcome"], r["client"]) for r in rows] == [
         ("mcp", "OK", "127.0.0.1")
     ]
 
 
-async def test_create_invoice_then_capture_payment(mcp: McpStack) -> None:
-    org = tenant()
-    token = await mcp.key(org, "alice")
+async def test_create_invoice_then_capture_payment(variants: Stack) -> None:
+    org = new_tenant()
+    token = await variants.key(org, "alice")
     capture_id, retry_id = rid(), rid()
     idempotency_key = f"pay-{uuid.uuid4().hex}"
-    async with http_client(mcp.url + "/mcp", token) as client:
+    async with http_client(variants.url + "/mcp", token) as client:
         created = await client.call_tool(
             "billing_createInvoice", {"amount": "12.50", "currency": "usd"}
         )
@@ -143,7 +112,7 @@ async def test_create_invoice_then_capture_payment(mcp: McpStack) -> None:
     assert isinstance(after.structured_content, dict)
     assert after.structured_content["status"] == "paid"
     assert after.structured_content["transactionId"] == result["transactionId"]
-    rows = await mcp.audit(capture_id)
+    rows = await variants.audit(capture_id)
     assert len(rows) == 1
     row = rows[0]
     assert (row["transport"], row["outcome"], row["decision"]) == ("mcp", "OK", "allow")
@@ -153,15 +122,15 @@ async def test_create_invoice_then_capture_payment(mcp: McpStack) -> None:
         "billing.capturePayment",
     )
     assert (row["operation_version"], row["idempotency_key"]) == ("1.0.0", idempotency_key)
-    replay = await mcp.audit(retry_id)
+    replay = await variants.audit(retry_id)
     assert [(r["transport"], r["replayed"]) for r in replay] == [("mcp", True)]
 
 
-async def test_idempotency_key_header(mcp: McpStack) -> None:
-    token = await mcp.key(tenant(), "alice")
+async def test_idempotency_key_header(variants: Stack) -> None:
+    token = await variants.key(new_tenant(), "alice")
     headers = {"Idempotency-Key": f"hdr-{uuid.uuid4().hex}"}
     args = {"amount": "1.25", "currency": "eur"}
-    async with http_client(mcp.url + "/mcp", token, headers=headers) as client:
+    async with http_client(variants.url + "/mcp", token, headers=headers) as client:
         first = await client.call_tool("billing_createInvoice", args)
         second = await client.call_tool("billing_createInvoice", args)
         clash = await client.call_tool(
@@ -172,9 +141,9 @@ async def test_idempotency_key_header(mcp: McpStack) -> None:
     assert problem_of(clash)["code"] == "MALFORMED_REQUEST"
 
 
-async def test_invalid_arguments_and_unknown_tools_are_error_results(mcp: McpStack) -> None:
-    token = await mcp.key(tenant(), "alice")
-    async with http_client(mcp.url + "/mcp", token) as client:
+async def test_invalid_arguments_and_unknown_tools_are_error_results(variants: Stack) -> None:
+    token = await variants.key(new_tenant(), "alice")
+    async with http_client(variants.url + "/mcp", token) as client:
         invalid = await client.call_tool(
             "billing_createInvoice", {"amount": "-1", "currency": "dollars"}
         )
@@ -185,8 +154,8 @@ async def test_invalid_arguments_and_unknown_tools_are_error_results(mcp: McpSta
     assert problem_of(unknown)["code"] == "OP_NOT_FOUND"
 
 
-async def test_a_missing_or_bad_bearer_is_refused(mcp: McpStack) -> None:
-    async with httpx.AsyncClient(base_url=mcp.url, timeout=10) as http:
+async def test_a_missing_or_bad_bearer_is_refused(variants: Stack) -> None:
+    async with httpx.AsyncClient(base_url=variants.url, timeout=10) as http:
         missing = await http.post("/mcp", json=INITIALIZE, headers=MCP_HEADERS)
         bad = await http.post(
             "/mcp",
@@ -199,43 +168,43 @@ async def test_a_missing_or_bad_bearer_is_refused(mcp: McpStack) -> None:
     assert missing.json()["code"] == "UNAUTHENTICATED"
     assert bad.status_code == 401 and 'error="invalid_token"' in bad.headers["www-authenticate"]
     with pytest.raises(Exception) as refused:  # the SDK wraps the refusal in groups
-        async with http_client(mcp.url + "/mcp", None) as client:
+        async with http_client(variants.url + "/mcp", None) as client:
             await client.list_tools()
     assert any(isinstance(e, MCPError) for e in leaves(refused.value))
 
 
-async def test_a_deployment_may_opt_out_of_the_bearer(mcp: McpStack) -> None:
-    org = tenant()
-    token = await mcp.key(org, "alice")
-    async with http_client(mcp.url + "/mcp-open", None) as client:
+async def test_a_deployment_may_opt_out_of_the_bearer(variants: Stack) -> None:
+    org = new_tenant()
+    token = await variants.key(org, "alice")
+    async with http_client(variants.url + "/mcp-open", None) as client:
         assert (await client.list_tools()).tools == []  # every contract needs an identity
         anonymous = await client.call_tool("system_ping", {})
     assert problem_of(anonymous)["code"] == "UNAUTHENTICATED"
-    async with http_client(mcp.url + "/mcp-open", token) as client:
+    async with http_client(variants.url + "/mcp-open", token) as client:
         ping = await client.call_tool("system_ping", {})
     assert isinstance(ping.structured_content, dict)
     assert ping.structured_content["tenantId"] == org
 
 
-async def test_tools_list_is_filtered_by_identity(mcp: McpStack) -> None:
-    user = await mcp.key(tenant(), "alice")
-    nobody = await mcp.key(tenant(), "mallory", roles=("nobody",))
-    async with http_client(mcp.url + "/mcp", user) as client:
+async def test_tools_list_is_filtered_by_identity(variants: Stack) -> None:
+    user = await variants.key(new_tenant(), "alice")
+    nobody = await variants.key(new_tenant(), "mallory", roles=("nobody",))
+    async with http_client(variants.url + "/mcp", user) as client:
         names = {tool.name for tool in (await client.list_tools()).tools}
         uris = {str(r.uri) for r in (await client.list_resources()).resources}
     assert {"billing_capturePayment", "billing_capturePayment_v1_0_0", "system_ping"} <= names
     assert "specops://ops/billing.capturePayment" in uris
-    async with http_client(mcp.url + "/mcp", nobody) as client:
+    async with http_client(variants.url + "/mcp", nobody) as client:
         hidden = {tool.name for tool in (await client.list_tools()).tools}
         refused = await client.call_tool("billing_createInvoice", {"amount": 1, "currency": "usd"})
     assert not {n for n in hidden if n.startswith("billing_")}
     assert problem_of(refused)["code"] == "FORBIDDEN"
 
 
-async def test_host_and_origin_checks(mcp: McpStack) -> None:
-    token = await mcp.key(tenant(), "alice")
+async def test_host_and_origin_checks(variants: Stack) -> None:
+    token = await variants.key(new_tenant(), "alice")
     headers = {**MCP_HEADERS, "Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=mcp.url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=variants.url, timeout=10) as http:
         foreign_host = await http.post(
             "/mcp", json=INITIALIZE, headers={**headers, "Host": "evil.example:8000"}
         )
@@ -250,11 +219,11 @@ async def test_host_and_origin_checks(mcp: McpStack) -> None:
     assert local_origin.status_code == 200
 
 
-async def test_a_session_is_bound_to_the_key_that_opened_it(mcp: McpStack) -> None:
-    alice = await mcp.key(tenant(), "alice")
-    bob = await mcp.key(tenant(), "bob")
+async def test_a_session_is_bound_to_the_key_that_opened_it(variants: Stack) -> None:
+    alice = await variants.key(new_tenant(), "alice")
+    bob = await variants.key(new_tenant(), "bob")
     list_tools = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
-    async with httpx.AsyncClient(base_url=mcp.url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=variants.url, timeout=10) as http:
         opened = await http.post(
             "/mcp", json=INITIALIZE, headers={**MCP_HEADERS, "Authorization": f"Bearer {alice}"}
         )
@@ -283,17 +252,18 @@ async def test_a_session_is_bound_to_the_key_that_opened_it(mcp: McpStack) -> No
 # -- stdio ------------------------------------------------------------------------------
 
 
-def stdio_env(mcp: McpStack, token: str) -> dict[str, str]:
-    return {**mcp.env, "SPECOPS_API_KEY": token, "PYTHONPATH": str(ROOT)}
+def stdio_env(stack: Stack, token: str) -> dict[str, str]:
+    """The environment of ``specops mcp`` on the stack's database, as ``token``'s identity."""
+    return {**os.environ, **stack.env, "SPECOPS_API_KEY": token, "PYTHONPATH": str(ROOT)}
 
 
-async def test_stdio_session(mcp: McpStack, tmp_path: Path) -> None:
-    org = tenant()
-    token = await mcp.key(org, "alice")
+async def test_stdio_session(variants: Stack, tmp_path: Path) -> None:
+    org = new_tenant()
+    token = await variants.key(org, "alice")
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "specops.cli", "mcp"],
-        env=stdio_env(mcp, token),
+        env=stdio_env(variants, token),
         cwd=ROOT,
     )
     request_id = rid()
@@ -306,14 +276,14 @@ async def test_stdio_session(mcp: McpStack, tmp_path: Path) -> None:
     assert "billing_capturePayment" in names
     assert ping.structured_content == {"message": "ping", "actorId": "alice", "tenantId": org}
     assert problem_of(invalid)["code"] == "INVALID_INPUT"
-    rows = await mcp.audit(request_id)
+    rows = await variants.audit(request_id)
     assert [(r["transport"], r["client"], r["tenant_id"]) for r in rows] == [("mcp", "stdio", org)]
     logged = [json.loads(line) for line in stderr.read_text().splitlines() if line.startswith("{")]
     assert any(entry.get("event") == "invocation" for entry in logged)
 
 
-async def test_stdio_stdout_carries_only_the_protocol(mcp: McpStack) -> None:
-    token = await mcp.key(tenant(), "alice")
+async def test_stdio_stdout_carries_only_the_protocol(variants: Stack) -> None:
+    token = await variants.key(new_tenant(), "alice")
     messages: list[dict[str, Any]] = [
         INITIALIZE,
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
@@ -330,7 +300,7 @@ async def test_stdio_stdout_carries_only_the_protocol(mcp: McpStack) -> None:
         "specops.cli",
         "mcp",
         cwd=ROOT,
-        env={**os.environ, **stdio_env(mcp, token)},
+        env=stdio_env(variants, token),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -18,6 +18,7 @@ from tests.support.api import (
     headers,
     intents_for,
     new_tenant,
+    new_user,
     one_audit,
     rid,
 )
@@ -27,8 +28,7 @@ pytestmark = pytest.mark.e2e
 
 
 async def test_owner_pays_their_invoice(stack: Stack) -> None:
-    tenant = new_tenant()
-    alice = await stack.key(tenant, "alice")
+    tenant, alice = await new_user(stack)
     invoice = await create_invoice(stack, alice, amount="31.99")
     assert (invoice["ownerId"], invoice["status"], invoice["amountMinor"]) == (
         "alice",
@@ -75,8 +75,7 @@ async def test_owner_pays_their_invoice(stack: Stack) -> None:
 
 
 async def test_another_user_of_the_tenant_may_read_but_not_pay(stack: Stack) -> None:
-    tenant = new_tenant()
-    alice = await stack.key(tenant, "alice")
+    tenant, alice = await new_user(stack)
     bob = await stack.key(tenant, "bob")
     invoice = await create_invoice(stack, alice)
     read_id, pay_id = rid(), rid()
@@ -106,8 +105,7 @@ async def test_another_user_of_the_tenant_may_read_but_not_pay(stack: Stack) -> 
 
 
 async def test_admin_of_the_tenant_may_read_but_not_pay_for_the_owner(stack: Stack) -> None:
-    tenant = new_tenant()
-    alice = await stack.key(tenant, "alice")
+    tenant, alice = await new_user(stack)
     root = await stack.key(tenant, "root", roles=("admin",))
     invoice = await create_invoice(stack, alice)
     read_id, pay_id = rid(), rid()

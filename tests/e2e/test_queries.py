@@ -16,6 +16,7 @@ from tests.support.api import (
     create_invoice,
     headers,
     new_tenant,
+    new_user,
     one_audit,
     rid,
 )
@@ -25,8 +26,7 @@ pytestmark = pytest.mark.e2e
 
 
 async def test_get_invoice_by_query_parameter_input_and_pinned_path(stack: Stack) -> None:
-    tenant = new_tenant()
-    alice = await stack.key(tenant, "alice")
+    tenant, alice = await new_user(stack)
     invoice = await create_invoice(stack, alice, amount="5", description="five dollars")
     assert invoice["amountMinor"] == 500
     ids = [rid() for _ in range(5)]
@@ -73,8 +73,7 @@ async def test_get_invoice_by_query_parameter_input_and_pinned_path(stack: Stack
 
 
 async def test_list_invoices_pages_newest_first(stack: Stack) -> None:
-    tenant = new_tenant()
-    alice = await stack.key(tenant, "alice")
+    tenant, alice = await new_user(stack)
     bob = await stack.key(tenant, "bob")
     created = [await create_invoice(stack, alice, amount=f"{n}.00") for n in range(1, 6)]
     await create_invoice(stack, bob)  # someone else's: not listed
@@ -123,8 +122,7 @@ async def test_list_invoices_pages_newest_first(stack: Stack) -> None:
 
 
 async def test_list_invoices_filters_by_status(stack: Stack) -> None:
-    tenant = new_tenant()
-    alice = await stack.key(tenant, "alice")
+    _, alice = await new_user(stack)
     paid = await create_invoice(stack, alice)
     unpaid = await create_invoice(stack, alice)
     async with stack.client(alice) as http:
@@ -145,8 +143,7 @@ async def test_list_of_an_empty_tenant_is_empty(stack: Stack) -> None:
 
 
 async def test_cursor_the_server_did_not_issue_is_422(stack: Stack) -> None:
-    tenant = new_tenant()
-    alice = await stack.key(tenant, "alice")
+    tenant, alice = await new_user(stack)
     request_id = rid()
     async with stack.client(alice) as http:
         r = await http.get(
@@ -157,8 +154,7 @@ async def test_cursor_the_server_did_not_issue_is_422(stack: Stack) -> None:
 
 
 async def test_listing_another_users_invoices_without_list_any_is_403(stack: Stack) -> None:
-    tenant = new_tenant()
-    alice = await stack.key(tenant, "alice")
+    tenant, alice = await new_user(stack)
     request_id = rid()
     async with stack.client(alice) as http:
         r = await http.get(LIST_INVOICES, params={"ownerId": "bob"}, headers=headers(request_id))
@@ -167,8 +163,7 @@ async def test_listing_another_users_invoices_without_list_any_is_403(stack: Sta
 
 
 async def test_admin_lists_another_users_invoices(stack: Stack) -> None:
-    tenant = new_tenant()
-    alice = await stack.key(tenant, "alice")
+    tenant, alice = await new_user(stack)
     root = await stack.key(tenant, "root", roles=("admin",))
     invoice = await create_invoice(stack, alice)
     async with stack.client(root) as http:

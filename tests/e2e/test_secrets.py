@@ -14,6 +14,7 @@ from tests.support.api import (
     create_invoice,
     headers,
     new_tenant,
+    new_user,
     one_audit,
     rid,
 )
@@ -37,8 +38,7 @@ def secrets_of(token: str) -> list[str]:
 
 async def exercise(stack: Stack, *, pays: bool) -> list[str]:
     """A spread of requests: successes, failures, bad and revoked credentials."""
-    tenant = new_tenant()
-    alice = await stack.key(tenant, "alice")
+    tenant, alice = await new_user(stack)
     bob = await stack.key(tenant, "bob")
     revoked = await stack.key(tenant, "carol")
     revoked_id = key_id_of(revoked)

@@ -54,6 +54,14 @@ def new_tenant() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
 
 
+async def new_user(
+    stack: Stack, user: str = "alice", roles: tuple[str, ...] = ("user",)
+) -> tuple[str, str]:
+    """An API key for ``user`` (with ``roles``) in a tenant of its own: (tenant, token)."""
+    tenant = new_tenant()
+    return tenant, await stack.key(tenant, user, roles)
+
+
 def headers(request_id: str, idempotency_key: str | None = None, **extra: str) -> dict[str, str]:
     found = {"X-Request-Id": request_id, **extra}
     if idempotency_key is not None:
@@ -92,6 +100,31 @@ async def get_invoice(stack: Stack, token: str, invoice_id: str) -> dict[str, An
         r = await http.get(GET_INVOICE, params={"invoiceId": invoice_id})
     assert r.status_code == 200, r.text
     return r.json()  # type: ignore[no-any-return]
+
+
+async def post_graphql(
+    stack: Stack,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    *,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
+    path: str = "/graphql",
+) -> httpx.Response:
+    """POST a GraphQL request (``query`` and its ``variables``) to the stack's ``path``."""
+    async with stack.client(token) as http:
+        body: dict[str, Any] = {"query": query}
+        if variables is not None:
+            body["variables"] = variables
+        return await http.post(path, json=body, headers=headers or {})
+
+
+def only_error(body: dict[str, Any]) -> dict[str, Any]:
+    """The one error of a GraphQL response body."""
+    errors = body.get("errors") or []
+    assert len(errors) == 1, body
+    error: dict[str, Any] = errors[0]
+    return error
 
 
 def assert_problem(

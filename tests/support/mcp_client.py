@@ -1,9 +1,7 @@
-"""MCP client helpers for tests: the SDK's own client over streamable HTTP, audit rows."""
+"""MCP client helpers for tests: the SDK's own client over streamable HTTP, results."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -12,10 +10,6 @@ import httpx2
 import mcp_types as types
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from sqlalchemy import select
-
-from storage.database import Database
-from storage.tables import audit_events
 
 
 @asynccontextmanager
@@ -54,18 +48,3 @@ def leaves(error: BaseException) -> list[BaseException]:
     if isinstance(error, BaseExceptionGroup):
         return [leaf for inner in error.exceptions for leaf in leaves(inner)]
     return [error]
-
-
-async def audit_rows(db: Database, request_id: str, *, wait: float = 5.0) -> list[dict[str, Any]]:
-    """The audit rows of one request; query records are written asynchronously, so this
-    waits (up to ``wait`` seconds) for at least one to appear."""
-    deadline = time.monotonic() + wait
-    while True:
-        async with db.connect() as conn:
-            rows = await conn.execute(
-                select(audit_events).where(audit_events.c.request_id == request_id)
-            )
-            found = [dict(r) for r in rows.mappings().all()]
-        if found or time.monotonic() > deadline:
-            return found
-        await asyncio.sleep(0.05)

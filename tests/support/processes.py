@@ -69,12 +69,21 @@ def start_localstripe(tmp: Path) -> Running:
     return Running(url, proc, log_path)
 
 
-def start_specops(tmp: Path, env: dict[str, str]) -> Running:
+def start_specops(tmp: Path, env: dict[str, str], factory: str | None = None) -> Running:
+    """``specops serve`` on a free port, its environment ``env`` over this one's; or, given
+    ``factory`` (``module:function``), ``uvicorn --factory`` serving that app instead (which,
+    unlike ``serve``, does not migrate the database)."""
     port = free_port()
     log_path = tmp / f"specops-{port}.log"
     full_env = {**os.environ, "SPECOPS_LOG_FORMAT": "json", **env}
+    where = ("--host", "127.0.0.1", "--port", str(port))
+    if factory is None:
+        command = [sys.executable, "-m", "specops.cli", "serve", *where]
+    else:
+        uvicorn = ("-m", "uvicorn", "--factory", factory, "--log-level", "warning")
+        command = [sys.executable, *uvicorn, *where, "--no-access-log"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "specops.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        command,
         cwd=ROOT,
         env=full_env,
         stdout=log_path.open("wb"),

@@ -17,13 +17,15 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench import servers, wrk
 from bench.report import CrossResult, Run, ScenarioResult, cross, fmt, table
 from bench.scenarios import (
+    BASELINE,
+    NO_POLICY,
     Scenario,
     Target,
     comparisons,
@@ -150,29 +152,29 @@ class Runner:
         scenario: Scenario,
         result: ScenarioResult,
         ours: ServerProcess,
-        baseline: ServerProcess,
+        baselines: Mapping[str, ServerProcess],
     ) -> list[tuple[ServerProcess, Target, list[Run]]]:
         return [
             (ours, scenario.ours, result.ours.runs),
-            (baseline, scenario.baseline, result.baseline.runs),
+            (baselines[scenario.baseline_server], scenario.baseline, result.baseline.runs),
         ]
 
     def measure(
         self,
         plan: list[tuple[Scenario, ScenarioResult]],
         ours: ServerProcess,
-        baseline: ServerProcess,
+        baselines: Mapping[str, ServerProcess],
     ) -> None:
         """Warm every side up, then alternate measured runs, round by round: in each round
         every scenario's ours, then its baseline."""
         if self.options.warmup:
             for scenario, result in plan:
-                for server, target, _ in self.sides(scenario, result, ours, baseline):
+                for server, target, _ in self.sides(scenario, result, ours, baselines):
                     progress(f"{scenario.name}: warm-up {server.name} ({self.options.warmup}s)")
                     self.once(server, target, self.options.warmup)
         for n in range(1, self.options.rounds + 1):
             for scenario, result in plan:
-                for server, target, runs in self.sides(scenario, result, ours, baseline):
+                for server, target, runs in self.sides(scenario, result, ours, baselines):
                     run = self.once(server, target, self.options.duration)
                     runs.append(run)
                     progress(
@@ -197,25 +199,30 @@ def benchmark(options: Options, workdir: Path) -> list[ScenarioResult]:
     try:
         ours = servers.start_ours(workdir, env, server_cpu)
         running.append(ours)
-        baseline = servers.start_baseline(workdir, server_cpu)
-        running.append(baseline)
-        progress(
-            f"ours: {ours.url} (pid {ours.pid}); baseline: {baseline.url} (pid {baseline.pid})"
-        )
+        chosen = [s for s in scenarios(token) if s.name in options.scenarios]
+        # Each baseline server is started only when a chosen scenario measures against it.
+        starters: dict[str, Callable[[], ServerProcess]] = {
+            BASELINE: lambda: servers.start_baseline(workdir, server_cpu),
+            NO_POLICY: lambda: servers.start_no_policy(workdir, env, server_cpu),
+        }
+        baselines: dict[str, ServerProcess] = {}
+        for name, start in starters.items():
+            if any(s.baseline_server == name for s in chosen):
+                baselines[name] = start()
+                running.append(baselines[name])
+        progress("; ".join(f"{s.name}: {s.url} (pid {s.pid})" for s in (ours, *baselines.values())))
         plan: list[tuple[Scenario, ScenarioResult]] = []
-        for scenario in scenarios(token):
-            if scenario.name not in options.scenarios:
-                continue
+        for scenario in chosen:
             result = ScenarioResult(scenario.name, scenario.description, scenario.target)
             for server, target, side in [
                 (ours, scenario.ours, "ours"),
-                (baseline, scenario.baseline, "baseline"),
+                (baselines[scenario.baseline_server], scenario.baseline, "baseline"),
             ]:
                 answer = preflight(server.url, target)
                 if scenario.name.startswith("mcp"):
                     result.modes[side] = response_mode(answer)
             plan.append((scenario, result))
-        Runner(options, workdir, client_cpu).measure(plan, ours, baseline)
+        Runner(options, workdir, client_cpu).measure(plan, ours, baselines)
         return [result for _, result in plan]
     finally:
         for server in reversed(running):

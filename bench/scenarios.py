@@ -33,6 +33,12 @@ MCP_ERROR = '"isError"%s*:%s*true'
 
 REST_TARGET = 0.7
 LIBRARY_TARGET = 1.0
+#: Ours over the same server without the policy check (``bench.no_policy_app``).
+POLICY_TARGET = 0.85
+
+#: The servers a scenario's baseline side can run on (``Scenario.baseline_server``).
+BASELINE = "baseline"
+NO_POLICY = "no-policy"
 
 Extract = Callable[[httpx.Response], Any]
 
@@ -99,6 +105,9 @@ class Scenario:
     baseline: Target
     #: The ratio ours / baseline should reach.
     target: float = REST_TARGET
+    #: Which server answers the baseline side: ``bench.baseline_app`` (BASELINE) or our
+    #: server without the policy check (NO_POLICY, ``bench.no_policy_app``).
+    baseline_server: str = BASELINE
 
 
 @dataclass(frozen=True)
@@ -165,6 +174,15 @@ def scenarios(token: str) -> list[Scenario]:
             "trivial query: system.ping over REST, against plain Starlette",
             ours=_target("/api/ops/system.ping", ping_body, 200, ping_answer, token),
             baseline=_target("/ping", ping_body, 200, ping_answer),
+        ),
+        Scenario(
+            "policy-ping",
+            "system.ping over REST, against the same server without the policy check "
+            "(an allow-all authorizer)",
+            ours=_target("/api/ops/system.ping", ping_body, 200, ping_answer, token),
+            baseline=_target("/api/ops/system.ping", ping_body, 200, ping_answer, token),
+            target=POLICY_TARGET,
+            baseline_server=NO_POLICY,
         ),
         Scenario(
             "capture-invalid",

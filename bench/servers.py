@@ -189,6 +189,13 @@ def start_ours(workdir: Path, env: dict[str, str], cpu: int | None) -> ServerPro
     return _start("ours", command, env, workdir / "ours.log")
 
 
+def start_no_policy(workdir: Path, env: dict[str, str], cpu: int | None) -> ServerProcess:
+    """Our server without the policy check (``bench.no_policy_app``), on our database and
+    settings, on a free port."""
+    command = pinned([sys.executable, "-m", "bench.no_policy_app"], cpu)
+    return _start("no-policy", command, env, workdir / "no-policy.log")
+
+
 def start_baseline(workdir: Path, cpu: int | None) -> ServerProcess:
     """The baseline app on a free port."""
     command = pinned([sys.executable, "-m", "bench.baseline_app"], cpu)

@@ -1,0 +1,68 @@
+"""Our server without the policy check: the baseline of the ``policy-ping`` scenario.
+
+The very app ``specops serve`` builds (same settings, database, identity, rate limits,
+idempotency, audit, transports), except that the pipeline's authorizer allows everything
+without looking at a policy: ``Pipeline.authorize`` still runs its scope and auth-level
+checks, but every ``allowed``/``decide`` answers allow at once. Our ``ping`` over this
+server's throughput is what the policy stage costs. Served by uvicorn exactly as
+``specops serve`` serves our app (factory, one worker, log level warning, no access log),
+on a database migrated beforehand (``specops db upgrade``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from starlette.applications import Starlette
+
+from policy.actor import Actor
+from policy.rules import Decision
+from specops.app import Server
+from specops.logging import configure_logging
+from specops.settings import Settings
+
+#: The one answer of AllowAll (a Decision is frozen: sharing it is safe).
+ALLOW = Decision(True, "bench: allow all")
+
+
+class AllowAll:
+    """An ``Authorizer`` that grants every action on every resource."""
+
+    async def allowed(self, actor: Actor, resource: str, action: str) -> bool:
+        return True
+
+    async def decide(self, actor: Actor, resource: str, action: str) -> Decision:
+        return ALLOW
+
+
+def create_app() -> Starlette:
+    """The ASGI app for ``uvicorn --factory bench.no_policy_app:create_app``."""
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)  # as the specops CLI does
+    server = Server.build(settings)
+    server.pipeline.authorizer = AllowAll()
+    return server.asgi()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve it with the uvicorn settings ``specops serve`` uses."""
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    uvicorn.run(
+        "bench.no_policy_app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=1,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -19,6 +19,7 @@ can serve any request (horizontal scaling, no sticky sessions).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 
@@ -32,6 +33,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from audit.record import AuditRecord
 from policy.actor import Actor
 from registry.errors import CATALOGUE, OperationError, Problem
 from registry.invocation import request_id_from
@@ -142,10 +144,43 @@ class McpHttp:
                     challenge += ', error="invalid_token"'
                 error = CATALOGUE.UNAUTHENTICATED(detail)
                 headers = {"WWW-Authenticate": challenge}
-                await self._refusal(request, error, headers)(scope, receive, send)
+                response = self._refusal(request, error, headers)
+                await self._audit_refusal(request, response, error)
+                await response(scope, receive, send)
                 return
             scope["user"] = _session_owner(actor)
         await self.manager.handle_request(scope, receive, send)
+
+    async def _audit_refusal(
+        self, request: Request, response: Response, error: OperationError
+    ) -> None:
+        """A refused credential never reaches a tool call; it is audited here, against the
+        endpoint itself (operation key ``mcp``), like every other refusal."""
+        record = AuditRecord(
+            at=time.time(),
+            request_id=response.headers["X-Request-Id"],
+            transport="mcp",
+            client=client_address(request),
+            tenant_id=None,
+            actor_id=None,
+            actor_kind=None,
+            credential_id=None,
+            operation_key="mcp",
+            operation_version=None,
+            decision="deny",
+            outcome=error.code,
+            status=error.status,
+            latency_ms=0.0,
+            idempotency_key=None,
+            replayed=False,
+            input_digest=None,
+            detail=error.detail,
+            policy_rule="credentials",
+        )
+        try:
+            await self.pipeline.audit.write(record, durable=True)
+        except Exception:
+            log.exception("mcp_refusal_audit_failed", request_id=record.request_id)
 
     @staticmethod
     def _refusal(request: Request, error: OperationError, headers: dict[str, str]) -> Response:

@@ -11,7 +11,6 @@ worker, log level warning, no access log).
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -24,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bench import BENCH_ACTOR, baseline_graphql, baseline_mcp
+from bench.serve import serve_factory
 from specs.billing.capture_payment import CapturePaymentInput
 from specs.system.ping import PingInput, PingOutput
 
@@ -89,22 +89,8 @@ def create_app() -> Starlette:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Serve the baseline with the uvicorn settings ``specops serve`` uses."""
-    import uvicorn
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args(argv)
-    uvicorn.run(
-        "bench.baseline_app:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=1,
-        log_level="warning",
-        access_log=False,
-    )
+    """Serve it with the uvicorn settings ``specops serve`` uses."""
+    serve_factory("bench.baseline_app:create_app", __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,11 @@ on a database migrated beforehand (``specops db upgrade``).
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 
 from starlette.applications import Starlette
 
+from bench.serve import serve_factory
 from policy.actor import Actor
 from policy.rules import Decision
 from specops.app import Server
@@ -47,21 +47,7 @@ def create_app() -> Starlette:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Serve it with the uvicorn settings ``specops serve`` uses."""
-    import uvicorn
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args(argv)
-    uvicorn.run(
-        "bench.no_policy_app:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=1,
-        log_level="warning",
-        access_log=False,
-    )
+    serve_factory("bench.no_policy_app:create_app", __doc__, argv)
 
 
 if __name__ == "__main__":

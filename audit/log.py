@@ -6,6 +6,19 @@ committed, so a command's response is never sent before its record is stored; co
 commands share one commit. Records nobody waits for (queries, refusals) are gathered for
 up to ``flush_seconds`` first, so that a busy server commits a few times a second rather
 than once per request.
+
+Each batch joins the hash chain (``audit.chain``). Its transaction first locks the one row
+of ``audit_chain_head`` (an UPDATE: the row lock on PostgreSQL, the write lock on SQLite),
+so the records of every process writing to the database (uvicorn workers, the CLI) form
+one gapless chain; then it reads the head, inserts the batch with its ``seq``,
+``prev_hash`` and ``hash``, and moves the head.
+
+When the store is unavailable (connection lost, table missing, lock timeout ...) no record
+is dropped: they stay queued (up to ``max_queued``) and the writer retries with backoff.
+Meanwhile ``available()`` answers False, and a durable write raises ``AuditUnavailable``
+after ``durable_timeout_seconds``; its record is still written once the store is back.
+A record the database refuses while the store works (a NOT NULL column left empty) costs
+only itself: the batch is retried record by record.
 """
 
 from __future__ import annotations
@@ -13,152 +26,455 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import deque
 from datetime import UTC, datetime
-from typing import Any
+from itertools import islice
 
 import structlog
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from audit.chain import CONTENT_COLUMNS, Content, chain_hash, record_content
+from audit.errors import AuditUnavailable
 from audit.record import AuditRecord
 from storage.database import Database
-from storage.tables import audit_events
 
 log = structlog.get_logger("specops.audit")
 
-_Item = tuple[AuditRecord, asyncio.Future[None] | None]
+#: The columns the writer fills, in statement order (``id`` is the database's).
+COLUMNS: tuple[str, ...] = (*CONTENT_COLUMNS, "seq", "prev_hash", "hash")
+
+#: First statement of every batch: takes the chain head's lock and reads it.
+LOCK_HEAD = "UPDATE audit_chain_head SET seq = seq WHERE id = 1 RETURNING seq, hash"
+#: A cheap look at both tables, for ``available()`` and to tell a broken store from a
+#: bad record.
+PROBE = "SELECT seq, (SELECT max(seq) FROM audit_events) FROM audit_chain_head WHERE id = 1"
+
+MIN_BACKOFF_SECONDS = 0.1
+MAX_BACKOFF_SECONDS = 2.0
+#: ``available()`` looks at a failing store at most this often.
+PROBE_INTERVAL_SECONDS = 1.0
 
 
-#: The columns an audit record fills, in statement order (``id`` is the database's).
-COLUMNS: tuple[str, ...] = tuple(c.name for c in audit_events.columns if c.name != "id")
+def _marks(paramstyle: str, count: int) -> list[str]:
+    if paramstyle == "qmark":
+        return ["?"] * count
+    if paramstyle == "numeric_dollar":
+        return [f"${i}" for i in range(1, count + 1)]
+    if paramstyle == "format":
+        return ["%s"] * count
+    raise ValueError(f"unsupported parameter style {paramstyle}")
 
 
 def insert_statement(paramstyle: str) -> str:
     """``INSERT INTO audit_events (...) VALUES (...)`` in the driver's parameter style."""
-    if paramstyle == "qmark":
-        marks = ["?"] * len(COLUMNS)
-    elif paramstyle == "numeric_dollar":
-        marks = [f"${i}" for i in range(1, len(COLUMNS) + 1)]
-    elif paramstyle == "format":
-        marks = ["%s"] * len(COLUMNS)
-    else:
-        raise ValueError(f"unsupported parameter style {paramstyle}")
+    marks = _marks(paramstyle, len(COLUMNS))
     return f"INSERT INTO audit_events ({', '.join(COLUMNS)}) VALUES ({', '.join(marks)})"
 
 
-def _aware_time(at: float) -> datetime:
-    return datetime.fromtimestamp(at, UTC)
+def head_update_statement(paramstyle: str) -> str:
+    """``UPDATE audit_chain_head SET seq, hash, updated_at`` in the driver's style."""
+    seq, digest, at = _marks(paramstyle, 3)
+    return (
+        f"UPDATE audit_chain_head SET seq = {seq}, hash = {digest}, updated_at = {at} WHERE id = 1"
+    )
 
 
-def _sqlite_time(at: float) -> str:
-    """SQLAlchemy's SQLite DATETIME storage format (naive UTC)."""
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+def _aware_time(at: datetime) -> datetime:
+    """A naive UTC time as asyncpg takes it for ``timestamptz``."""
+    return at.replace(tzinfo=UTC)
+
+
+def _sqlite_time(at: datetime) -> str:
+    """A naive UTC time in SQLAlchemy's SQLite DATETIME storage format."""
+    return at.isoformat(sep=" ", timespec="microseconds")
+
+
+class _StoreDown(Exception):
+    """The store, not a record, failed (``__cause__`` says how)."""
+
+
+class _Rejected(Exception):
+    """The insert failed; maybe a record's fault (``__cause__`` says how)."""
+
+
+class _Item:
+    """A queued record, its content once computed, and who waits for it."""
+
+    __slots__ = ("content", "done", "record", "resolved")
+
+    def __init__(self, record: AuditRecord, done: asyncio.Future[None] | None) -> None:
+        self.record = record
+        self.done = done
+        self.content: Content | None = None
+        self.resolved = False
 
 
 class AuditLog:
     """Writes every record to structlog and to the ``audit_events`` table."""
 
-    def __init__(self, db: Database, *, max_batch: int = 500, flush_seconds: float = 0.05) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        max_batch: int = 500,
+        flush_seconds: float = 0.05,
+        durable_timeout_seconds: float = 5.0,
+        max_queued: int = 100_000,
+        close_seconds: float = 5.0,
+    ) -> None:
         self.db = db
         self.max_batch = max_batch
         self.flush_seconds = flush_seconds
-        self._urgent = asyncio.Event()
+        self.durable_timeout_seconds = durable_timeout_seconds
+        self.max_queued = max_queued
+        self.close_seconds = close_seconds
         self._log = structlog.get_logger("specops.audit").bind()  # bound to the current config
-        self._statement: str | None = None
-        self._queue: asyncio.Queue[_Item] | None = None
+        self._pending: deque[_Item] = deque()
+        self._durable_pending = 0
+        self._wakeup = asyncio.Event()  # a record was queued
+        self._urgent = asyncio.Event()  # a durable record was queued
+        self._retry_now = asyncio.Event()  # cut the backoff short
+        self._attempted = asyncio.Event()  # the writer finished an attempt
         self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        self._statements: tuple[str, str] | None = None
+        # The store's health: when the writer's failures began (None: it works), when
+        # its current attempt began, and available()'s last look.
+        self._failing_since: float | None = None
+        self._attempt_started: float | None = None
+        self._check: asyncio.Task[bool] | None = None
+        self._checked_at = -PROBE_INTERVAL_SECONDS
+        self._check_answer = True
+        self._dropped = 0
+
+    # -- the sink ------------------------------------------------------------------------
 
     async def write(self, record: AuditRecord, *, durable: bool) -> None:
+        """Log the record's line, queue its row; with ``durable``, wait until it commits.
+
+        Raises ``AuditUnavailable`` when a durable record is not stored within
+        ``durable_timeout_seconds`` (it stays queued), and the database's error when the
+        database refused the record itself."""
         self._log_line(record)
-        if self._writer is None or self._writer.done():
-            self._queue = asyncio.Queue()
-            self._writer = asyncio.create_task(self._run(self._queue), name="audit-writer")
-        assert self._queue is not None
+        if len(self._pending) >= self.max_queued:
+            self._drop(record)
+            if durable:
+                raise AuditUnavailable("the audit queue is full")
+            return
         done: asyncio.Future[None] | None = (
             asyncio.get_running_loop().create_future() if durable else None
         )
-        self._queue.put_nowait((record, done))
-        if done is not None:
-            self._urgent.set()
-            await done
+        self._pending.append(_Item(record, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._run(), name="audit-writer")
+        self._wakeup.set()
+        if done is None:
+            return
+        self._durable_pending += 1
+        self._urgent.set()
+        try:
+            await asyncio.wait((done,), timeout=self.durable_timeout_seconds)
+        finally:
+            if not done.done():
+                done.cancel()  # nobody waits any more; the record stays queued
+        if done.cancelled():
+            raise AuditUnavailable(
+                f"the audit record of request {record.request_id} was not stored within "
+                f"{self.durable_timeout_seconds:g}s; it stays queued"
+            )
+        done.result()
+
+    async def available(self) -> bool:
+        """True while writes succeed. After a failure, looks at the store (at most once
+        per ``PROBE_INTERVAL_SECONDS``) and answers False while it is down; True once it
+        answers and the queued records go in again."""
+        started = self._attempt_started
+        now = time.monotonic()
+        if started is not None and now - started > self.durable_timeout_seconds:
+            return False  # the writer is stuck (waiting for a lock, a dead connection)
+        if self._failing_since is None:
+            return True
+        if self._check is None:
+            if now - self._checked_at < PROBE_INTERVAL_SECONDS:
+                return self._check_answer
+            self._check = asyncio.create_task(self._check_store(), name="audit-probe")
+        check = self._check
+        return await asyncio.shield(check)
 
     async def close(self) -> None:
-        """Flush what is queued and stop the writer."""
-        if self._queue is not None and self._writer is not None and not self._writer.done():
-            await self._queue.join()
-            self._writer.cancel()
+        """Store what is queued (waiting at most ``close_seconds``) and stop the writer;
+        log the number of records that could not be stored."""
+        writer = self._writer
+        if writer is not None and not writer.done():
+            if self._pending:
+                self._closing = True
+                for event in (self._wakeup, self._urgent, self._retry_now):
+                    event.set()
+                await asyncio.wait((writer,), timeout=self.close_seconds)
+            writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+                await writer
+        if self._check is not None:
+            self._check.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._check
+            self._check = None
+        lost = [item for item in self._pending if not item.resolved]
+        if lost:
+            log.error(
+                "audit_records_lost",
+                count=len(lost),
+                reason="the audit store did not take them before shutdown",
+                first_request_id=lost[0].record.request_id,
+            )
+            _fail(lost, AuditUnavailable("the audit log was closed"))
+        self._pending.clear()
+        self._durable_pending = 0
         self._writer = None
+        self._closing = False
+        self._failing_since = None
+        self._attempt_started = None
+        self._report_dropped()
 
-    async def _run(self, queue: asyncio.Queue[_Item]) -> None:
+    # -- the writer ----------------------------------------------------------------------
+
+    async def _run(self) -> None:
         conn: AsyncConnection | None = None
+        backoff = MIN_BACKOFF_SECONDS
+        pending = self._pending
         try:
             while True:
-                batch = [await queue.get()]
-                if batch[0][1] is None:
-                    # Nobody waits on this record: gather more for up to flush_seconds,
-                    # unless a durable record arrives, which is written at once.
-                    self._urgent.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._urgent.wait(), self.flush_seconds)
+                if not pending:
+                    if self._closing:
+                        return
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                if self._durable_pending == 0 and self._failing_since is None:
+                    if not self._closing:
+                        # Nobody waits on these records: gather more for up to
+                        # flush_seconds, unless a durable record arrives.
+                        self._urgent.clear()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._urgent.wait(), self.flush_seconds)
                 else:
                     await asyncio.sleep(0)  # let requests of this loop turn join the commit
-                while len(batch) < self.max_batch and not queue.empty():
-                    batch.append(queue.get_nowait())
+                batch = list(islice(pending, self.max_batch))
+                self._attempt_started = time.monotonic()
+                failure: Exception | None = None
                 try:
-                    if conn is None or conn.closed:
+                    if conn is None or conn.closed or conn.invalidated:
                         conn = await self.db.engine.connect()
                     await self._store(conn, batch)
-                except Exception:
-                    log.exception("audit_connection_failed")
-                    if conn is not None:
-                        with contextlib.suppress(Exception):
-                            await conn.close()
-                    conn = None
-                    _fail(batch, CATALOGUE_UNAVAILABLE)
-                finally:
-                    for _ in batch:
-                        queue.task_done()
+                except Exception as exc:
+                    failure = exc
+                self._release_resolved()
+                if failure is None:
+                    self._note_success()
+                    self._attempt_done()
+                    backoff = MIN_BACKOFF_SECONDS
+                    continue
+                self._note_failure(failure)
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+                conn = None
+                self._attempt_done()
+                await self._pause(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
         finally:
+            self._attempt_started = None
             if conn is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(conn.close())
 
     async def _store(self, conn: AsyncConnection, batch: list[_Item]) -> None:
-        """One transaction for the batch; if it fails, each record alone, so that one bad
-        record never costs the others theirs."""
+        """One transaction for the batch; if the database refuses it while the store
+        works, each record alone, so that one bad record never costs the others theirs.
+        Raises ``_StoreDown`` when the store failed (the records stay queued)."""
+        ready = []
+        for item in batch:
+            if item.content is None:
+                try:
+                    item.content = record_content(item.record)
+                except (TypeError, ValueError, OverflowError) as exc:
+                    self._reject(item, exc)
+                    continue
+            ready.append(item)
+        if not ready:
+            return
         try:
-            async with conn.begin():
-                await conn.exec_driver_sql(*self._insert(conn, batch))
-        except Exception as exc:
-            if conn.invalidated or conn.closed:
-                raise
-            if len(batch) == 1:
-                log.exception("audit_store_failed", request_id=batch[0][0].request_id)
-                _fail(batch, exc)
+            await self._commit(conn, ready)
+        except _Rejected as rejected:
+            cause = rejected.__cause__ or rejected
+            if not await self._blames_records(conn, cause):
+                raise _StoreDown("the audit store failed") from cause
+            if len(ready) == 1:
+                self._reject(ready[0], cause)
                 return
-            for item in batch:
+            for item in ready:
                 await self._store(conn, [item])
             return
-        for _, done in batch:
-            if done is not None and not done.done():
-                done.set_result(None)
+        for item in ready:
+            item.resolved = True
+            if item.done is not None and not item.done.done():
+                item.done.set_result(None)
 
-    def _insert(
-        self, conn: AsyncConnection, batch: list[_Item]
-    ) -> tuple[str, list[tuple[Any, ...]]]:
-        """The batch as one driver-level executemany: SQLAlchemy's per-row parameter
-        processing would cost more than the insert itself."""
-        if self._statement is None:
-            self._statement = insert_statement(conn.dialect.paramstyle)
+    async def _commit(self, conn: AsyncConnection, items: list[_Item]) -> None:
+        """Lock the chain head, chain ``items`` after it, insert them, move the head."""
+        insert, update_head = self._statements_for(conn)
         encode_at = _sqlite_time if conn.dialect.name == "sqlite" else _aware_time
-        rows = [
-            tuple(
-                encode_at(record.at) if name == "at" else getattr(record, name) for name in COLUMNS
+        try:
+            async with conn.begin():
+                head = (await conn.exec_driver_sql(LOCK_HEAD)).first()
+                if head is None:
+                    raise _StoreDown("audit_chain_head has no row: is the schema migrated?")
+                head_seq, head_hash = tuple(head)
+                seq, prev_hash = int(head_seq), str(head_hash)
+                rows = []
+                for item in items:
+                    content = item.content
+                    assert content is not None
+                    seq += 1
+                    digest = chain_hash(prev_hash, seq, content)
+                    rows.append((encode_at(content[0]), *content[1:], seq, prev_hash, digest))
+                    prev_hash = digest
+                try:
+                    await conn.exec_driver_sql(insert, rows)
+                except Exception as exc:
+                    raise _Rejected() from exc
+                now = datetime.now(UTC).replace(tzinfo=None)
+                await conn.exec_driver_sql(update_head, (seq, prev_hash, encode_at(now)))
+        except (_Rejected, _StoreDown):
+            raise
+        except Exception as exc:
+            raise _StoreDown("the audit store failed") from exc
+
+    async def _blames_records(self, conn: AsyncConnection, exc: BaseException) -> bool:
+        """Whether an insert failed because of a record (the store works) rather than
+        because of the store (connection, missing table, full disk, lock timeout)."""
+        if conn.invalidated or conn.closed or isinstance(exc, OperationalError):
+            return False
+        message = str(getattr(exc, "orig", exc))
+        if "ux_audit_events_seq" in message or "audit_events.seq" in message:
+            return False  # the chain head is behind the table: the store's fault
+        if isinstance(exc, IntegrityError | DataError):
+            return True
+        try:
+            await _probe(conn)
+        except Exception:
+            return False
+        return True
+
+    def _statements_for(self, conn: AsyncConnection) -> tuple[str, str]:
+        if self._statements is None:
+            paramstyle = conn.dialect.paramstyle
+            self._statements = (insert_statement(paramstyle), head_update_statement(paramstyle))
+        return self._statements
+
+    # -- health --------------------------------------------------------------------------
+
+    def _note_failure(self, exc: BaseException) -> None:
+        cause = exc.__cause__ or exc
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+            self._check_answer = False
+            self._checked_at = time.monotonic()
+            log.error(
+                "audit_store_unavailable",
+                error=type(cause).__name__,
+                detail=str(cause)[:300],
+                queued=self._unresolved(),
+                exc_info=cause,
             )
-            for record, _ in batch
-        ]
-        return self._statement, rows
+        else:
+            log.debug("audit_store_still_unavailable", error=type(cause).__name__)
+
+    def _note_success(self) -> None:
+        if self._failing_since is not None:
+            log.warning(
+                "audit_store_available",
+                unavailable_seconds=round(time.monotonic() - self._failing_since, 3),
+                queued=self._unresolved(),
+            )
+        self._failing_since = None
+        self._check_answer = True
+
+    def _attempt_done(self) -> None:
+        self._attempt_started = None
+        self._attempted.set()
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds`` before the next attempt, or less when told to retry now."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._retry_now.wait(), seconds)
+        self._retry_now.clear()
+
+    async def _check_store(self) -> bool:
+        """available()'s look at a failing store: a probe; when it answers, the writer
+        retries at once, and the answer is whether that attempt succeeded."""
+        try:
+            try:
+                async with asyncio.timeout(PROBE_INTERVAL_SECONDS):
+                    async with self.db.engine.connect() as conn:
+                        await _probe(conn)
+            except Exception:
+                answer = False
+            else:
+                answer = True
+                if self._failing_since is not None and self._writer is not None:
+                    self._attempted.clear()
+                    self._retry_now.set()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._attempted.wait(), PROBE_INTERVAL_SECONDS)
+                    answer = self._failing_since is None
+            self._check_answer = answer
+            return answer
+        finally:
+            self._checked_at = time.monotonic()
+            self._check = None
+
+    # -- the queue -----------------------------------------------------------------------
+
+    def _reject(self, item: _Item, exc: BaseException) -> None:
+        """The database (or the encoding) refused this record: only it is lost."""
+        log.error(
+            "audit_record_rejected",
+            request_id=item.record.request_id,
+            error=type(exc).__name__,
+            detail=str(exc)[:300],
+        )
+        item.resolved = True
+        if item.done is not None and not item.done.done():
+            item.done.set_exception(exc)
+
+    def _release_resolved(self) -> None:
+        pending = self._pending
+        while pending and pending[0].resolved:
+            if pending.popleft().done is not None:
+                self._durable_pending -= 1
+        if self._dropped and len(pending) < self.max_queued // 2:
+            self._report_dropped()
+
+    def _unresolved(self) -> int:
+        return sum(1 for item in self._pending if not item.resolved)
+
+    def _drop(self, record: AuditRecord) -> None:
+        self._dropped += 1
+        if self._dropped == 1 or self._dropped % 1000 == 0:
+            log.error(
+                "audit_queue_full",
+                queued=len(self._pending),
+                dropped=self._dropped,
+                request_id=record.request_id,
+            )
+
+    def _report_dropped(self) -> None:
+        if self._dropped:
+            log.error("audit_records_dropped", count=self._dropped, reason="queue full")
+            self._dropped = 0
 
     def _log_line(self, record: AuditRecord) -> None:
         level = log_level(record.status)
@@ -169,13 +485,17 @@ class AuditLog:
         self._log.log(level, "invocation", **fields)
 
 
-CATALOGUE_UNAVAILABLE = ConnectionError("the audit store is unavailable")
+async def _probe(conn: AsyncConnection) -> None:
+    """Raise unless both audit tables answer."""
+    async with conn.begin():
+        if (await conn.exec_driver_sql(PROBE)).first() is None:
+            raise LookupError("audit_chain_head has no row")
 
 
-def _fail(batch: list[_Item], exc: BaseException) -> None:
-    for _, done in batch:
-        if done is not None and not done.done():
-            done.set_exception(exc)
+def _fail(items: list[_Item], exc: BaseException) -> None:
+    for item in items:
+        if item.done is not None and not item.done.done():
+            item.done.set_exception(exc)
 
 
 def log_level(status: int) -> int:
@@ -186,3 +506,6 @@ def log_level(status: int) -> int:
     if status in (401, 403, 429):
         return logging.WARNING
     return logging.INFO
+
+
+__all__ = ["COLUMNS", "AuditLog", "AuditUnavailable", "insert_statement", "log_level"]

@@ -30,6 +30,10 @@ class AuditRecord:
     detail: str | None
     #: The policy line that decided (``p, role, dom, obj, act, eft``), where one did.
     policy_rule: str | None = None
+    #: W3C trace id (32 hex digits) from the caller's ``traceparent``, or a new one.
+    trace_id: str | None = None
+    #: The input as JSON text with sensitive fields redacted (``audit.redaction``).
+    input: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The fields as a new dict (``dataclasses.asdict`` would deep-copy each value)."""

@@ -69,9 +69,16 @@ class IdempotencyStore(Protocol):
 
 
 class AuditSink(Protocol):
-    """Writes audit records. ``durable=True`` returns only once the record is stored."""
+    """Writes audit records. ``durable=True`` returns only once the record is stored and
+    raises ``AuditUnavailable`` when it could not be stored in time (the record stays
+    queued and is written once the store is back)."""
 
     async def write(self, record: AuditRecord, *, durable: bool) -> None: ...
+
+    async def available(self) -> bool:
+        """Whether records can be stored now: True while writes succeed; after a failure,
+        probes the store (at most once a second) and answers False while it is down."""
+        ...
 
 
 __all__ = [

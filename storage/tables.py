@@ -100,8 +100,28 @@ audit_events = Table(
     Column("input_digest", String(64), nullable=True),
     Column("detail", Text, nullable=True),
     Column("policy_rule", String(255), nullable=True),
+    Column("trace_id", String(32), nullable=True),
+    Column("input", Text, nullable=True),  # JSON, sensitive fields redacted
+    # The hash chain: seq is gapless from 1; hash covers the row and prev_hash.
+    Column("seq", BigInteger, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
     Index("ix_audit_events_tenant_at", "tenant_id", "at"),
     Index("ix_audit_events_request_id", "request_id"),
+    Index("ux_audit_events_seq", "seq", unique=True),
+    Index("ix_audit_events_tenant_seq", "tenant_id", "seq"),
+)
+
+#: One row (id 1): the last chained record's seq and hash. Writers lock it, so records
+#: from every process join one chain; verify compares the chain's end with it (a deleted
+#: tail shows).
+audit_chain_head = Table(
+    "audit_chain_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 policy_rules = Table(

@@ -1,4 +1,5 @@
-"""audit.log.AuditLog: group-committed table rows and the structlog line, on real databases."""
+"""audit.log.AuditLog: group-committed, hash-chained table rows and the structlog line, on
+real databases; and what it does while the store is unavailable."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 import uuid
 from dataclasses import replace
 from datetime import UTC
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -15,9 +17,13 @@ from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError
 from structlog.testing import capture_logs
 
+from audit.errors import AuditUnavailable
 from audit.log import AuditLog, log_level
 from audit.record import AuditRecord
+from audit.verify import verify_chain
+from storage.database import Database
 from storage.tables import audit_events
+from tests.support.processes import free_port
 
 
 def record(**changes) -> AuditRecord:
@@ -40,12 +46,14 @@ def record(**changes) -> AuditRecord:
         replayed=False,
         input_digest="0" * 64,
         detail=None,
+        trace_id=uuid.uuid4().hex,
+        input='{"invoiceId":"inv_1","card":"[REDACTED]"}',
     )
     return replace(base, **changes)
 
 
 async def stored(database, request_id: str | None = None) -> list[dict[str, Any]]:
-    query = select(audit_events).order_by(audit_events.c.id)
+    query = select(audit_events).order_by(audit_events.c.seq)
     if request_id is not None:
         query = query.where(audit_events.c.request_id == request_id)
     async with database.connect() as conn:
@@ -80,6 +88,8 @@ async def test_a_durable_write_is_stored_when_it_returns(audit, database) -> Non
             assert at.timestamp() == pytest.approx(rec.at, abs=1e-3)
         else:
             assert row[name] == value, name
+    assert (row["seq"], row["prev_hash"]) == (1, "0" * 64)
+    assert len(row["hash"]) == 64
 
 
 async def test_a_non_durable_write_is_stored_by_close(audit, database) -> None:
@@ -130,13 +140,56 @@ async def test_batches_are_capped_by_max_batch(database) -> None:
     assert len(commits) >= 8  # ceil(50 / 7)
 
 
-async def test_a_failed_store_fails_durable_writes(audit, database) -> None:
+async def test_a_record_the_database_refuses_fails_only_its_durable_write(audit, database) -> None:
     broken = record(operation_key=None)  # NOT NULL in the table
     with pytest.raises(IntegrityError):
         await audit.write(broken, durable=True)
     ok = record()
     await audit.write(ok, durable=True)  # the writer survives a failed batch
     assert len(await stored(database, ok.request_id)) == 1
+    assert await audit.available()
+    assert (await verify_chain(database)).ok
+
+
+async def test_a_bad_record_in_a_batch_costs_only_itself(database) -> None:
+    audit = AuditLog(database, flush_seconds=0.2)
+    good = [record(request_id=f"good-{i}") for i in range(10)]
+    with capture_logs() as logs:
+        for rec in good[:5]:
+            await audit.write(rec, durable=False)
+        await audit.write(record(operation_key=None), durable=False)
+        await audit.write(record(latency_ms="slow"), durable=False)  # fails to encode
+        for rec in good[5:]:
+            await audit.write(rec, durable=False)
+        await audit.close()
+    rows = await stored(database)
+    assert [r["request_id"] for r in rows] == [r.request_id for r in good]
+    assert [r["seq"] for r in rows] == list(range(1, 11))  # no gap for the refused ones
+    assert len([e for e in logs if e["event"] == "audit_record_rejected"]) == 2
+    assert (await verify_chain(database)).ok
+
+
+async def test_rows_form_a_chain_across_batches(database) -> None:
+    audit = AuditLog(database, max_batch=7)
+    try:
+        await asyncio.gather(*(audit.write(record(), durable=i % 3 == 0) for i in range(60)))
+    finally:
+        await audit.close()
+    rows = await stored(database)
+    assert [r["seq"] for r in rows] == list(range(1, 61))
+    assert rows[0]["prev_hash"] == "0" * 64
+    assert all(r["prev_hash"] == p["hash"] for p, r in pairwise(rows))
+    report = await verify_chain(database)
+    assert report.ok and report.checked == 60, report
+
+
+async def test_a_late_record_keeps_its_own_time(audit, database) -> None:
+    at = time.time() - 3600.0000004
+    rec = record(at=at)
+    await audit.write(rec, durable=True)
+    (row,) = await stored(database, rec.request_id)
+    stored_at = row["at"] if row["at"].tzinfo else row["at"].replace(tzinfo=UTC)
+    assert stored_at.timestamp() == pytest.approx(at, abs=1e-6)
 
 
 def test_log_levels_follow_the_status() -> None:
@@ -159,3 +212,100 @@ async def test_the_log_line_carries_the_record(audit, status: int, level: str) -
     expected = rec.as_dict()
     del expected["at"]
     assert {k: v for k, v in line.items() if k not in ("event", "log_level")} == expected
+
+
+# -- when the store is unavailable -------------------------------------------------------------
+
+
+async def rename_events_table(database, old: str, new: str) -> None:
+    """From a connection of its own: the audit table disappears (or comes back)."""
+    async with database.begin() as conn:
+        await conn.exec_driver_sql(f"ALTER TABLE {old} RENAME TO {new}")
+
+
+async def wait_available(audit: AuditLog, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if await audit.available():
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def test_records_wait_out_an_outage_and_are_stored_once(database) -> None:
+    audit = AuditLog(database, durable_timeout_seconds=0.5, flush_seconds=0.01)
+    try:
+        before = record(request_id="before")
+        await audit.write(before, durable=True)
+        assert await audit.available()
+
+        await rename_events_table(database, "audit_events", "audit_events_away")
+        kept = [record(request_id=f"kept-{i}") for i in range(5)]
+        with capture_logs() as logs:
+            for rec in kept:
+                await audit.write(rec, durable=False)
+            timed_out = record(request_id="timed-out")
+            started = time.monotonic()
+            with pytest.raises(AuditUnavailable, match="timed-out"):
+                await audit.write(timed_out, durable=True)
+            assert time.monotonic() - started < 1.5
+            assert await audit.available() is False
+            assert await audit.available() is False  # answered from the last look
+        assert any(e["event"] == "audit_store_unavailable" for e in logs)
+        assert not any(e["event"] == "audit_record_rejected" for e in logs)
+
+        await rename_events_table(database, "audit_events_away", "audit_events")
+        assert await wait_available(audit)
+        after = record(request_id="after")
+        await audit.write(after, durable=True)
+    finally:
+        await audit.close()
+
+    rows = await stored(database)
+    expected = ["before", *(r.request_id for r in kept), "timed-out", "after"]
+    assert [r["request_id"] for r in rows] == expected  # each once, in order
+    assert [r["at"] for r in rows] == sorted(r["at"] for r in rows)
+    (late,) = await stored(database, "timed-out")
+    late_at = late["at"] if late["at"].tzinfo else late["at"].replace(tzinfo=UTC)
+    assert late_at.timestamp() == pytest.approx(timed_out.at, abs=1e-6)  # its own time
+    assert (await verify_chain(database)).ok
+
+
+async def test_an_unreachable_database_queues_records_and_close_counts_the_lost() -> None:
+    db = Database(f"postgresql://specops@127.0.0.1:{free_port()}/nowhere")
+    audit = AuditLog(db, durable_timeout_seconds=0.3, close_seconds=0.3)
+    try:
+        with capture_logs() as logs:
+            await audit.write(record(), durable=False)
+            with pytest.raises(AuditUnavailable):
+                await audit.write(record(), durable=True)
+            assert await audit.available() is False
+            await audit.close()
+        lost = [e for e in logs if e["event"] == "audit_records_lost"]
+        assert [e["count"] for e in lost] == [2]
+        assert lost[0]["log_level"] == "error"
+    finally:
+        await audit.close()
+        await db.dispose()
+
+
+async def test_a_full_queue_refuses_records_and_says_so() -> None:
+    db = Database(f"postgresql://specops@127.0.0.1:{free_port()}/nowhere")
+    audit = AuditLog(db, max_queued=3, durable_timeout_seconds=0.2, close_seconds=0.1)
+    try:
+        with capture_logs() as logs:
+            for _ in range(3):
+                await audit.write(record(status=403), durable=False)
+            await audit.write(
+                record(status=403), durable=False
+            )  # dropped: only its log line remains
+            with pytest.raises(AuditUnavailable, match="full"):
+                await audit.write(record(status=403), durable=True)
+            await audit.close()
+        events = [e["event"] for e in logs]
+        assert events.count("invocation") == 5
+        assert "audit_queue_full" in events
+        assert [e["count"] for e in logs if e["event"] == "audit_records_dropped"] == [2]
+    finally:
+        await audit.close()
+        await db.dispose()

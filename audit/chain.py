@@ -1,0 +1,170 @@
+"""The hash chain of the audit trail: a record's canonical bytes, and its hash.
+
+Every ``audit_events`` row holds ``seq`` (its position, gapless from 1), ``prev_hash``
+(the hash of the row at ``seq - 1``; ``GENESIS`` for the first) and::
+
+    hash = sha256(prev_hash + canonical(seq, content)).hexdigest()
+
+``canonical`` is compact JSON (ASCII only) of ``[seq, at, request_id, ..., input]``, the
+columns of ``CONTENT`` in that order. The same record gives the same bytes as written by
+``audit.log``, as read back from SQLite or from PostgreSQL, and as exported to JSON lines:
+
+- ``at`` is UTC with microseconds, ``2024-05-01T12:00:00.123456Z`` (a record's float time
+  is rounded to microseconds once, by ``timestamp_to_utc``, before it is stored);
+- text columns are ``str`` or null, ``status`` an integer, ``latency_ms`` a float (its
+  ``repr``: a double survives both databases exactly), ``replayed`` a JSON boolean
+  (SQLite returns 0/1).
+
+``CONTENT`` and the encoding are frozen: changing either changes every stored hash.
+Migration ``0003`` keeps its own copy of this code for the same reason.
+"""
+
+from __future__ import annotations
+
+import json
+import json.encoder
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from hashlib import sha256
+from operator import attrgetter
+from typing import Any
+
+from audit.record import AuditRecord
+
+#: ``prev_hash`` of the first record, and the hash of the empty chain.
+GENESIS = "0" * 64
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+def timestamp_to_utc(at: float) -> datetime:
+    """A record's time (seconds since the epoch) as a naive UTC datetime, rounded to the
+    microsecond: what both databases keep."""
+    return _EPOCH + timedelta(microseconds=round(at * 1_000_000))
+
+
+def naive_utc(value: datetime | str) -> datetime:
+    """A stored or exported time as a naive UTC datetime (SQLite keeps naive UTC,
+    PostgreSQL answers in the session's zone, an export says ``...Z``)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def time_text(at: datetime) -> str:
+    """The canonical text of a naive UTC time: ``2024-05-01T12:00:00.123456Z``."""
+    return at.isoformat(timespec="microseconds") + "Z"
+
+
+def _text(value: Any) -> str | None:
+    return value if value is None or type(value) is str else str(value)
+
+
+def _integer(value: Any) -> int:
+    return value if type(value) is int else int(value)
+
+
+def _real(value: Any) -> float:
+    return value if type(value) is float else float(value)
+
+
+def _boolean(value: Any) -> bool:
+    return value if type(value) is bool else bool(value)
+
+
+#: The hashed columns, in hashing order, with the normalisation of each. ``at`` comes
+#: first and is normalised apart (``naive_utc``). Frozen: see the module's docstring.
+CONTENT: tuple[tuple[str, Callable[[Any], Any]], ...] = (
+    ("at", naive_utc),
+    ("request_id", _text),
+    ("transport", _text),
+    ("client", _text),
+    ("tenant_id", _text),
+    ("actor_id", _text),
+    ("actor_kind", _text),
+    ("credential_id", _text),
+    ("operation_key", _text),
+    ("operation_version", _text),
+    ("decision", _text),
+    ("outcome", _text),
+    ("status", _integer),
+    ("latency_ms", _real),
+    ("idempotency_key", _text),
+    ("replayed", _boolean),
+    ("input_digest", _text),
+    ("detail", _text),
+    ("policy_rule", _text),
+    ("trace_id", _text),
+    ("input", _text),
+)
+CONTENT_COLUMNS: tuple[str, ...] = tuple(name for name, _ in CONTENT)
+_AFTER_AT = CONTENT[1:]
+
+#: Content is a tuple in ``CONTENT`` order: ``at`` a naive UTC datetime, the rest
+#: normalised Python values.
+Content = tuple[Any, ...]
+
+_encoder = json.JSONEncoder(
+    ensure_ascii=True, check_circular=False, allow_nan=True, separators=(",", ":")
+)
+_c_encoder = getattr(json.encoder, "c_make_encoder", None)
+
+
+def _json_of(values: list[Any]) -> str:
+    return _encoder.encode(values)
+
+
+if _c_encoder is not None:  # CPython: the C encoder once, not a new one per call
+    _iterencode: Callable[[Any, int], Iterator[str]] = _c_encoder(
+        None, None, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
+    )
+
+    def _json_of(values: list[Any]) -> str:
+        return "".join(_iterencode(values, 0))
+
+
+_record_values = attrgetter(*(name for name, _ in _AFTER_AT))
+_NONE = type(None)
+#: The types a record's value may have to be stored as it is (anything else is
+#: normalised first).
+_KEPT_TYPES: dict[Callable[[Any], Any], tuple[type, ...]] = {
+    _integer: (int,),
+    _real: (float,),
+    _boolean: (bool,),
+    _text: (str, _NONE),
+}
+_AS_IS: tuple[tuple[type, ...], ...] = tuple(_KEPT_TYPES[normalise] for _, normalise in _AFTER_AT)
+
+
+def record_content(record: AuditRecord) -> Content:
+    """A record's content as it is stored and hashed. Raises (TypeError, ValueError) for
+    a record whose values do not fit their columns."""
+    values: tuple[Any, ...] = _record_values(record)
+    for value, as_is in zip(values, _AS_IS, strict=True):
+        if type(value) not in as_is:
+            values = tuple(
+                normalise(v) for (_, normalise), v in zip(_AFTER_AT, values, strict=True)
+            )
+            break
+    if any(type(v) is str and "\x00" in v for v in values):
+        # No database stores NUL in text (PostgreSQL refuses it): a record must not be
+        # lost for a caller's odd byte, so it is kept as U+FFFD.
+        values = tuple(v.replace("\x00", "\ufffd") if type(v) is str else v for v in values)
+    return (timestamp_to_utc(record.at), *values)
+
+
+def row_content(row: Mapping[Any, Any]) -> Content:
+    """A stored row's (or an exported record's) content, normalised like a record's."""
+    return tuple(normalise(row[name]) for name, normalise in CONTENT)
+
+
+def canonical(seq: int, content: Content) -> bytes:
+    """The bytes hashed for the record at ``seq``."""
+    return _json_of([seq, time_text(content[0]), *content[1:]]).encode("ascii")
+
+
+def chain_hash(prev_hash: str, seq: int, content: Content) -> str:
+    """The hash of the record at ``seq`` that follows the record hashed ``prev_hash``."""
+    return sha256(prev_hash.encode("ascii") + canonical(seq, content)).hexdigest()

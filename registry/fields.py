@@ -1,5 +1,8 @@
 """Field types contracts share, mirroring the seeds' ScalarTypeEnum.
 
+``Sensitive`` (defined with the redaction it drives, in ``audit.redaction``) marks a field
+whose value must never reach an audit record: ``Annotated[NonEmptyString, Sensitive()]``.
+
 Strings refuse NUL characters (no database stores them) and are bounded, so no input can
 reach a handler that storage would then reject.
 """
@@ -10,6 +13,8 @@ from decimal import Decimal
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, StringConstraints
+
+from audit.redaction import Sensitive as Sensitive
 
 NO_NUL = r"^[^\x00]*$"
 

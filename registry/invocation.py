@@ -46,6 +46,8 @@ class Invocation:
     client: str | None = None
     read_only: bool = False
     wire_error: OperationError | None = None
+    #: W3C trace id (32 lowercase hex) taken from ``traceparent``; None: the pipeline mints one.
+    trace_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,16 @@
 """The one invocation path: every transport's call runs these stages, in this order.
 
-    resolve -> identify -> validate input -> authorize -> rate limit -> idempotency -> handler
-            -> validate output, then settle the idempotency key and write the audit record.
+    resolve -> identify -> validate input -> authorize -> rate limit -> idempotency
+            -> audit available? -> handler -> validate output,
+    then settle the idempotency key and write the audit record.
 
 Each stage is a method that reads and fills the ``Call`` and raises ``OperationError`` to
 end the invocation. No stage is skipped for any transport.
+
+The audit trail fails closed: no command runs while its record could not be stored, and a
+command whose record did not commit does not answer success (``finish``). The record
+keeps the input with sensitive values redacted (``audit.redaction``); no stage logs or
+returns an input value.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import asyncio
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -21,11 +27,13 @@ import structlog
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
+from audit.errors import AuditUnavailable
+from audit.redaction import RedactedInput, plan_for
 from policy.actor import Actor
 from registry.context import Context
 from registry.contract import Contract, Rule
 from registry.errors import CATALOGUE, PASS_THROUGH_CODES, Issue, OperationError, Problem
-from registry.invocation import Invocation, OperationRef, Outcome
+from registry.invocation import Invocation, OperationRef, Outcome, Transport
 from registry.model import WireModel
 from registry.ports import (
     AuditRecord,
@@ -38,10 +46,15 @@ from registry.ports import (
     StoredOutcome,
 )
 from registry.registry import Operation, Registry, ResourceAttrs
+from registry.tracing import new_trace_id
 
 log = structlog.get_logger("specops.pipeline")
 
 MAX_IDEMPOTENCY_KEY = 255
+
+QueriesWhenUnavailable = Literal["refuse", "log-only"]
+"""What a query does while the audit store is down: refused like a command, or run with
+its record in the structlog line only (and queued for the table)."""
 
 
 @dataclass(slots=True)
@@ -169,6 +182,7 @@ class Pipeline:
         audit: AuditSink,
         rate_limiter: RateLimiter,
         idempotency_wait_seconds: float = 10.0,
+        audit_queries_when_unavailable: QueriesWhenUnavailable = "refuse",
     ) -> None:
         self.registry = registry
         self.identity = identity
@@ -177,6 +191,7 @@ class Pipeline:
         self.audit = audit
         self.rate_limiter = rate_limiter
         self.idempotency_wait_seconds = idempotency_wait_seconds
+        self.audit_queries_when_unavailable = audit_queries_when_unavailable
         self.stages = (
             self.resolve,
             self.identify,
@@ -184,11 +199,14 @@ class Pipeline:
             self.authorize,
             self.limit_rate,
             self.check_idempotency,
+            self.require_audit,
             self.run_handler,
         )
 
     async def invoke(self, invocation: Invocation) -> Outcome:
         """Run one invocation through every stage; always returns, always audits."""
+        if invocation.trace_id is None:
+            invocation.trace_id = new_trace_id()
         call = Call(invocation, time.perf_counter())
         try:
             for stage in self.stages:
@@ -245,11 +263,68 @@ class Pipeline:
             call.error = exc
         return call
 
+    async def record_refusal(
+        self,
+        *,
+        transport: Transport,
+        endpoint: str,
+        error: OperationError,
+        request_id: str,
+        client: str | None,
+        trace_id: str | None,
+        credentials: str | None = None,
+        decision: Literal["allow", "deny", "none"] = "none",
+        policy_rule: str | None = None,
+    ) -> None:
+        """Audit a request refused before it became an invocation of any operation (bad
+        credentials at the MCP endpoint, a GraphQL document that does not validate, a
+        method REST does not serve): one record against ``endpoint``, naming the caller
+        when ``credentials`` identify one. Nothing ran, so it joins the next group commit."""
+        actor = await self.actor_for(credentials) if credentials is not None else None
+        record = AuditRecord(
+            at=time.time(),
+            request_id=request_id,
+            transport=transport,
+            client=clip(client, 128),
+            tenant_id=actor.tenant_id if actor else None,
+            actor_id=actor.id if actor else None,
+            actor_kind=actor.kind if actor else None,
+            credential_id=actor.credential_id if actor else None,
+            operation_key=endpoint,
+            operation_version=None,
+            decision=decision,
+            outcome=error.code,
+            status=error.status,
+            latency_ms=0.0,
+            idempotency_key=None,
+            replayed=False,
+            input_digest=None,
+            detail=clip(error.detail, 2000),
+            policy_rule=policy_rule,
+            trace_id=trace_id or new_trace_id(),
+        )
+        try:
+            await self.audit.write(record, durable=False)
+        except Exception:
+            log.exception("audit_write_failed", request_id=request_id)
+
     async def finish(self, call: Call) -> Outcome:
+        """Settle the idempotency key (so that it holds the real outcome), then write the
+        audit record. A command whose record could not be stored answers
+        UPSTREAM_UNAVAILABLE rather than its outcome (``unrecorded``)."""
         outcome = call.outcome()
+        seen = self.input_seen(call)
+        problem = outcome.problem
+        if seen is not None and problem is not None and problem.detail and call.operation:
+            # A detail may quote the input (an upstream's "No such PaymentMethod: 'pm_…'"):
+            # a sensitive value reaches neither the caller nor the record.
+            detail = seen.scrub(problem.detail)
+            if detail != problem.detail:
+                outcome = replace(outcome, problem=replace(problem, detail=detail))
         await self.settle_idempotency(call, outcome)
-        await self.write_audit(call, outcome)
-        return outcome
+        if await self.write_audit(call, outcome, seen):
+            return outcome
+        return self.unrecorded(call, outcome)
 
     # -- stages -------------------------------------------------------------------------
 
@@ -257,6 +332,7 @@ class Pipeline:
         inv = call.invocation
         operation = self.registry.resolve(inv.key, inv.version)
         if operation is None:
+            await self.attribute(call)
             what = f"{inv.key} version {inv.version}" if inv.version else inv.key
             raise CATALOGUE.OP_NOT_FOUND(f"No operation {what}")
         call.operation = operation
@@ -264,6 +340,13 @@ class Pipeline:
             raise CATALOGUE.METHOD_NOT_ALLOWED(
                 f"{inv.key} is a command; send it with POST", headers={"Allow": "POST"}
             )
+
+    async def attribute(self, call: Call) -> None:
+        """Name the caller of an unknown operation in its record (probing for operations
+        is worth knowing about); credentials that do not identify anyone are left at
+        that, since the answer is OP_NOT_FOUND either way."""
+        if call.actor is None and call.invocation.credentials is not None:
+            call.actor = await self.actor_for(call.invocation.credentials)
 
     async def identify(self, call: Call) -> None:
         assert call.operation is not None
@@ -328,6 +411,8 @@ class Pipeline:
             attrs = await resource.loader(resource_id, actor)
             if attrs is None or attrs.tenant_id != actor.tenant_id:
                 call.policy_rule = f"condition {rule.condition} on {rule.resource}: not found"
+                if rule.resource_id_field in plan_for(contract.input).sensitive:
+                    raise resource.not_found(f"No such {rule.resource}")
                 raise resource.not_found(f"No {rule.resource} {resource_id}")
             if rule.condition == "owner" and attrs.owner_id != actor.id:
                 call.policy_rule = f"condition owner on {rule.resource}: not the owner"
@@ -392,6 +477,30 @@ class Pipeline:
                 raise CATALOGUE.IDEMPOTENCY_BUSY(headers={"Retry-After": "1"})
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
+
+    async def require_audit(self, call: Call) -> None:
+        """Fail closed: while the audit store cannot take records, no command runs (its
+        record could not be kept), and no query either unless queries are configured
+        ``log-only``. The refusal's own record waits in the audit log's queue. While the
+        store is healthy this is a flag check."""
+        if await self.audit.available():
+            return
+        assert call.operation is not None
+        kind = call.operation.contract.kind
+        mode = self.audit_queries_when_unavailable if kind == "query" else "refuse"
+        log.warning(
+            "invocation_while_audit_unavailable",
+            mode=mode,
+            kind=kind,
+            operation=call.operation.contract.ref,
+            request_id=call.invocation.request_id,
+        )
+        if mode == "log-only":
+            return
+        raise CATALOGUE.UPSTREAM_UNAVAILABLE(
+            f"The audit store is unavailable, so the {kind} was not run; retry later",
+            headers={"Retry-After": "1"},
+        )
 
     async def run_handler(self, call: Call) -> None:
         assert call.operation is not None and call.actor is not None
@@ -470,7 +579,45 @@ class Pipeline:
         except Exception:
             log.exception("idempotency_settle_failed", request_id=outcome.request_id)
 
-    async def write_audit(self, call: Call, outcome: Outcome) -> None:
+    @staticmethod
+    def unrecorded(call: Call, outcome: Outcome) -> Outcome:
+        """The answer for a command that ran but whose audit record did not commit: not
+        its outcome (the trail would not show it), but UPSTREAM_UNAVAILABLE. The record
+        stays queued with the real outcome, and a kept idempotency key replays it."""
+        if call.idempotency is not None:
+            detail = (
+                "The command ran, but its audit record is not stored yet, so its result "
+                "is withheld. Retry with the same Idempotency-Key to read the result."
+            )
+        else:
+            detail = (
+                "The command ran, but its audit record is not stored yet, so its result "
+                "is withheld. It had no Idempotency-Key: check its effect before retrying."
+            )
+        error = CATALOGUE.UPSTREAM_UNAVAILABLE(detail, headers={"Retry-After": "1"})
+        return Outcome(outcome.request_id, outcome.operation, problem=Problem.of(error))
+
+    @staticmethod
+    def input_seen(call: Call) -> RedactedInput | None:
+        """The input as sent and as the record keeps it (sensitive values redacted): the
+        validated model, or the raw payload read by the contract's plan (keys only without
+        a contract); None when there is none (or it could not be decoded)."""
+        inv = call.invocation
+        try:
+            if call.input is not None:
+                return RedactedInput.of(type(call.input), call.input)
+            if inv.wire_error is not None or inv.input is None:
+                return None
+            model = call.operation.contract.input if call.operation is not None else None
+            return RedactedInput.of(model, inv.input)
+        except Exception:
+            log.exception("audit_input_redaction_failed", request_id=inv.request_id)
+            return RedactedInput(None, {"_error": "redaction failed"})
+
+    async def write_audit(
+        self, call: Call, outcome: Outcome, seen: RedactedInput | None = None
+    ) -> bool:
+        """Write the invocation's record; False when a durable record was not stored."""
         inv = call.invocation
         actor = call.actor
         contract = call.operation.contract if call.operation else None
@@ -495,6 +642,8 @@ class Pipeline:
             input_digest=call.input_digest,
             detail=problem.detail if problem and problem.code != "INTERNAL" else None,
             policy_rule=clip(call.policy_rule, 255),
+            trace_id=inv.trace_id,
+            input=seen.text() if seen is not None else None,
         )
         # A command that reached its handler may have changed state: its record is
         # committed before the response. Refusals and replays changed nothing; their
@@ -507,5 +656,10 @@ class Pipeline:
         )
         try:
             await self.audit.write(record, durable=durable)
+        except AuditUnavailable:
+            log.warning("audit_record_pending", request_id=inv.request_id, durable=durable)
+            return not durable
         except Exception:
             log.exception("audit_write_failed", request_id=inv.request_id)
+            return not durable
+        return True

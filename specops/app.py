@@ -56,7 +56,7 @@ class Server:
             PolicyStore(db), refresh_seconds=settings.policy_refresh_seconds
         )
         registry = build_registry(db, settings, key_identity=key_identity, authorizer=authorizer)
-        audit = AuditLog(db)
+        audit = AuditLog(db, durable_timeout_seconds=settings.audit_durable_timeout_seconds)
         pipeline = Pipeline(
             registry,
             identity=identity,
@@ -65,6 +65,7 @@ class Server:
             audit=audit,
             rate_limiter=LimitsRateLimiter(settings.rate_limit_storage),
             idempotency_wait_seconds=settings.idempotency_wait_seconds,
+            audit_queries_when_unavailable=settings.audit_queries_when_unavailable,
         )
         return cls(settings, db, registry, api_keys, identity, authorizer, audit, pipeline)
 

@@ -13,6 +13,7 @@ import click
 
 from registry.invocation import Invocation
 from specops.app import Server
+from specops.audit_cli import audit
 from specops.logging import configure_logging
 from specops.policy_cli import policy
 from specops.settings import Settings
@@ -142,7 +143,10 @@ def ops_show(key: str, version: str | None) -> None:
 def call(
     key: str, raw_input: str, version: str | None, api_key: str | None, idempotency_key: str | None
 ) -> None:
-    """Invoke an operation through the pipeline (transport "cli")."""
+    """Invoke an operation through the pipeline (transport "cli"). A W3C trace context
+    in the TRACEPARENT environment variable names the call's trace."""
+    from registry.tracing import trace_id_from
+
     try:
         payload = json.loads(raw_input)
         wire_error = None
@@ -159,6 +163,7 @@ def call(
         idempotency_key=idempotency_key,
         client="cli",
         wire_error=wire_error,
+        trace_id=trace_id_from(os.environ.get("TRACEPARENT")),
     )
     outcome = _run(lambda s: s.invoke(invocation))
     if outcome.ok:
@@ -300,6 +305,7 @@ def db_current() -> None:
 
 
 main.add_command(policy)  # specops policy ... (specops/policy_cli.py)
+main.add_command(audit)  # specops audit verify|tail|export (specops/audit_cli.py)
 
 
 if __name__ == "__main__":  # pragma: no cover

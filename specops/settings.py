@@ -70,6 +70,19 @@ class Settings(BaseSettings):
         "function(registry, db, settings) after the built-in operations",
     )
     idempotency_wait_seconds: float = 10.0
+    audit_queries_when_unavailable: Literal["refuse", "log-only"] = Field(
+        "refuse",
+        description="When the audit store is unavailable, commands are always refused; "
+        "queries are refused too (refuse) or run with the structlog line only (log-only)",
+    )
+    audit_durable_timeout_seconds: float = Field(
+        5.0, gt=0, description="How long a command waits for its audit record to commit"
+    )
+    audit_platform_tenant: str | None = Field(
+        None,
+        description="Callers of this tenant granted audit:read_any_tenant may read every "
+        "tenant's audit events; unset: everyone sees only their own tenant",
+    )
 
     @field_validator(
         "jwt_hs256_secret",
@@ -77,6 +90,7 @@ class Settings(BaseSettings):
         "jwt_jwks_file",
         "jwt_issuer",
         "jwt_audience",
+        "audit_platform_tenant",
         mode="before",
     )
     @classmethod

@@ -1,7 +1,9 @@
 """REST: ``POST /api/ops/<key>`` (queries also ``GET``), pinned at ``/api/ops/<key>/v<semver>``.
 
 This module only parses HTTP into an ``Invocation`` and renders the ``Outcome``; the
-pipeline does everything else.
+pipeline does everything else. A ``traceparent`` header (W3C trace context) names the
+invocation's trace; the response's ``traceparent`` continues it (same trace id, a new span
+id), or starts the one the pipeline made up.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 from registry.errors import CATALOGUE, Issue, OperationError, Problem
 from registry.invocation import Invocation, OperationRef, Outcome, request_id_from
 from registry.pipeline import Pipeline
+from registry.tracing import response_traceparent, trace_id_from
 from transports.http import bearer_credentials, client_address, outcome_response
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -106,9 +109,10 @@ class RestTransport:
             Route("/api/ops/{key}/v{version}", endpoint),
         ]
 
-    def method_not_allowed(self, request: Request) -> Response:
+    async def method_not_allowed(self, request: Request) -> Response:
         """405 naming the methods of this operation: POST for a command, GET and POST for
-        a query or an unknown key. Answered here, like routing errors, before identity."""
+        a query or an unknown key. Answered here, before any stage, and audited against
+        the path's key."""
         key = request.path_params["key"]
         operation = self.pipeline.registry.resolve(key, request.path_params.get("version"))
         ref = None
@@ -123,16 +127,26 @@ class RestTransport:
             headers={"Allow": allow},
         )
         request_id = request_id_from(request.headers.get("x-request-id"))
+        await self.pipeline.record_refusal(
+            transport="rest",
+            endpoint=key[:200],
+            error=error,
+            request_id=request_id,
+            client=client_address(request),
+            trace_id=trace_id_from(request.headers.get("traceparent")),
+            credentials=bearer_credentials(request),
+        )
         return outcome_response(Outcome(request_id, ref, problem=Problem.of(error)))
 
     async def endpoint(self, request: Request) -> Response:
         if request.method not in ROUTED_METHODS:
-            return self.method_not_allowed(request)
+            return await self.method_not_allowed(request)
         read_only = request.method in ("GET", "HEAD")
         if read_only:
             payload, error = query_input(request)
         else:
             payload, error = await body_input(request)
+        traceparent = request.headers.get("traceparent")
         invocation = Invocation(
             key=request.path_params["key"],
             version=request.path_params.get("version"),
@@ -144,5 +158,9 @@ class RestTransport:
             client=client_address(request),
             read_only=read_only,
             wire_error=error,
+            trace_id=trace_id_from(traceparent),
         )
-        return outcome_response(await self.pipeline.invoke(invocation))
+        response = outcome_response(await self.pipeline.invoke(invocation))
+        if invocation.trace_id is not None:  # the pipeline sets one
+            response.headers["traceparent"] = response_traceparent(invocation.trace_id, traceparent)
+        return response

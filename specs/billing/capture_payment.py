@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
 
 from registry.contract import command
-from registry.fields import NonEmptyString
+from registry.fields import NonEmptyString, Sensitive
 from registry.model import WireModel
 from specs.billing.errors import (
     AMOUNT_MISMATCH,
@@ -20,7 +22,10 @@ from specs.billing.models import PricedInput
 
 class CapturePaymentInput(PricedInput):
     invoice_id: NonEmptyString
-    payment_method_id: NonEmptyString = Field(description="Stripe PaymentMethod id, pm_...")
+    #: Card data by reference: it never reaches an audit record or a log.
+    payment_method_id: Annotated[NonEmptyString, Sensitive()] = Field(
+        description="Stripe PaymentMethod id, pm_..."
+    )
 
 
 class PaymentResult(WireModel):

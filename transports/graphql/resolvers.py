@@ -37,8 +37,14 @@ class GraphQLContext:
     credentials: str | None
     idempotency_key: str | None
     client: str | None
+    #: The trace id of the request's ``traceparent`` (one trace for all its fields), or
+    #: one made up for the request.
+    trace_id: str | None = None
     #: Response keys of the mutation fields whose outcome was an idempotent replay.
     replayed: list[str] = field(default_factory=list)
+    #: How many root fields invoked the pipeline (0 with errors: the request as a whole
+    #: was refused, and is audited as such).
+    invoked: int = 0
 
 
 def field_idempotency_key(header: str | None, response_key: str) -> str | None:
@@ -56,6 +62,7 @@ def resolver_for(root: RootField) -> Callable[..., Awaitable[Any]]:
 
     async def invoke(info: Any, payload: dict[str, Any]) -> Any:
         context: GraphQLContext = info.context
+        context.invoked += 1
         response_key = info.path.key
         outcome = await context.pipeline.invoke(
             Invocation(
@@ -72,6 +79,7 @@ def resolver_for(root: RootField) -> Callable[..., Awaitable[Any]]:
                 request_id=context.request_id,
                 client=context.client,
                 read_only=not is_command,
+                trace_id=context.trace_id,
             )
         )
         if outcome.replayed:

@@ -3,13 +3,15 @@ registry, each root field resolved through the one pipeline (transport ``graphql
 
 Per request this module only reads HTTP: the credentials (``Authorization``, as on
 REST), the ``Idempotency-Key`` (mutations: ``<key>:<response key>`` per field), the
-request id (``X-Request-Id``, shared by every field of the request and returned). The
+request id (``X-Request-Id``, shared by every field of the request and returned), the
+trace (``traceparent``, shared likewise, and answered with a new span id). The
 schema, its resolvers and its validation rules are built once, in the constructor;
 strawberry's parser and validation caches serve repeated documents.
 
 Requests that cannot be executed at all (not JSON, no query, a batch, too large, a
 mutation over GET) answer their HTTP status with a GraphQL-shaped body whose error has
-``extensions.code``; nothing ran, so nothing is audited.
+``extensions.code``; they, and documents no field of which ran, are audited once each
+against the endpoint (operation key ``graphql``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from registry.errors import CATALOGUE, ErrorSpec
 from registry.invocation import request_id_from
 from registry.pipeline import Pipeline
 from registry.registry import Registry
+from registry.tracing import new_trace_id, response_traceparent, trace_id_from
 from transports.graphql.errors import ProblemSchema, problem_extensions
 from transports.graphql.limits import GraphQLLimits, validation_rules
 from transports.graphql.resolvers import GraphQLContext, resolver_for
@@ -107,10 +110,10 @@ class GraphQLView(GraphQL[GraphQLContext, None]):
                 raise _BodyTooLarge
             response = await self.run(request)
         except HTTPException as exc:
-            response = self._request_error(request, exc.status_code, exc.reason)
+            response = await self._request_error(request, exc.status_code, exc.reason)
         except _BodyTooLarge:
             detail = f"Bodies are limited to {self.max_body_bytes} bytes"
-            response = self._request_error(request, 413, detail)
+            response = await self._request_error(request, 413, detail)
         await response(scope, receive, send)
 
     def _limited(self, receive: Receive) -> Receive:
@@ -126,9 +129,20 @@ class GraphQLView(GraphQL[GraphQLContext, None]):
 
         return limited
 
-    def _request_error(self, request: Request, status: int, reason: str) -> Response:
+    async def _request_error(self, request: Request, status: int, reason: str) -> Response:
+        """The answer to a request that cannot be executed at all, audited against
+        ``graphql``."""
         request_id = request_id_from(request.headers.get("x-request-id"))
         spec = _status_spec(status, reason)
+        await self.pipeline.record_refusal(
+            transport="graphql",
+            endpoint="graphql",
+            error=spec(reason),
+            request_id=request_id,
+            client=client_address(request),
+            trace_id=trace_id_from(request.headers.get("traceparent")),
+            credentials=bearer_credentials(request),
+        )
         extensions = problem_extensions(spec, reason, request_id=request_id)
         body = {"data": None, "errors": [{"message": reason, "extensions": extensions}]}
         return Response(
@@ -141,6 +155,9 @@ class GraphQLView(GraphQL[GraphQLContext, None]):
     async def get_context(self, request: Any, response: Any) -> GraphQLContext:
         request_id = request_id_from(request.headers.get("x-request-id"))
         response.headers["X-Request-Id"] = request_id
+        traceparent = request.headers.get("traceparent")
+        trace_id = trace_id_from(traceparent) or new_trace_id()
+        response.headers["traceparent"] = response_traceparent(trace_id, traceparent)
         context = GraphQLContext(
             request=request,
             response=response,
@@ -149,6 +166,7 @@ class GraphQLView(GraphQL[GraphQLContext, None]):
             credentials=bearer_credentials(request),
             idempotency_key=request.headers.get("idempotency-key"),
             client=client_address(request),
+            trace_id=trace_id,
         )
         request.state.graphql_context = context
         return context
@@ -156,9 +174,35 @@ class GraphQLView(GraphQL[GraphQLContext, None]):
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         data = await super().process_result(request, result)
         context = getattr(request.state, "graphql_context", None)
+        if context is not None and context.invoked == 0 and result.errors:
+            await self._audit_document_refusal(context, result.errors[0].extensions or {})
         if context is not None and context.replayed:
             data["extensions"] = {**(data.get("extensions") or {}), "replayed": context.replayed}
         return data
+
+    async def _audit_document_refusal(
+        self, context: GraphQLContext, problem: dict[str, Any]
+    ) -> None:
+        """A request no field of which ran (a document that does not parse or validate,
+        variables of the wrong type, too complex) is audited once, against ``graphql``."""
+        spec = ErrorSpec(
+            str(problem.get("code", "INVALID_DOCUMENT")),
+            int(problem.get("status", 400)),
+            str(problem.get("title", "Invalid GraphQL document")),
+        )
+        detail = str(problem.get("detail", spec.title))
+        if spec.code == "INVALID_INPUT":  # graphql-core's messages quote the values sent
+            paths = ", ".join(str(i.get("path")) for i in problem.get("issues") or ())
+            detail = f"{spec.title} ({paths})" if paths else spec.title
+        await self.pipeline.record_refusal(
+            transport="graphql",
+            endpoint="graphql",
+            error=spec(detail),
+            request_id=context.request_id,
+            client=context.client,
+            trace_id=context.trace_id,
+            credentials=context.credentials,
+        )
 
     def encode_json(self, data: object) -> bytes:
         return json_bytes(data)

@@ -9,8 +9,9 @@ In front of the SDK's session manager sit two checks, in this order:
    and ``WWW-Authenticate: Bearer``. An accepted key also binds a stateful session to
    that key, so a session id is useless with another key.
 
-Each ``tools/call`` then reads its credentials, ``Idempotency-Key`` and ``X-Request-Id``
-from the HTTP request that carried it (``ctx.request``), never from shared state.
+Each ``tools/call`` then reads its credentials, ``Idempotency-Key``, ``X-Request-Id`` and
+``traceparent`` from the HTTP request that carried it (``ctx.request``), never from shared
+state.
 
 The parent app must run ``McpHttp.run()`` in its lifespan: a mounted app's own lifespan
 does not run. ``stateless=True`` keeps no session state between requests, so any replica
@@ -19,7 +20,6 @@ can serve any request (horizontal scaling, no sticky sessions).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 
@@ -33,11 +33,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from audit.record import AuditRecord
 from policy.actor import Actor
 from registry.errors import CATALOGUE, OperationError, Problem
 from registry.invocation import request_id_from
 from registry.pipeline import Pipeline
+from registry.tracing import trace_id_from
 from transports.http import bearer_credentials, client_address, problem_response
 from transports.mcp.server import Caller, McpContext, build_server
 
@@ -58,6 +58,7 @@ def http_caller(ctx: McpContext) -> Caller:
         client=client_address(request),
         idempotency_key=request.headers.get("idempotency-key"),
         request_id=request.headers.get("x-request-id"),
+        trace_id=trace_id_from(request.headers.get("traceparent")),
     )
 
 
@@ -156,31 +157,16 @@ class McpHttp:
     ) -> None:
         """A refused credential never reaches a tool call; it is audited here, against the
         endpoint itself (operation key ``mcp``), like every other refusal."""
-        record = AuditRecord(
-            at=time.time(),
-            request_id=response.headers["X-Request-Id"],
+        await self.pipeline.record_refusal(
             transport="mcp",
+            endpoint="mcp",
+            error=error,
+            request_id=response.headers["X-Request-Id"],
             client=client_address(request),
-            tenant_id=None,
-            actor_id=None,
-            actor_kind=None,
-            credential_id=None,
-            operation_key="mcp",
-            operation_version=None,
+            trace_id=trace_id_from(request.headers.get("traceparent")),
             decision="deny",
-            outcome=error.code,
-            status=error.status,
-            latency_ms=0.0,
-            idempotency_key=None,
-            replayed=False,
-            input_digest=None,
-            detail=error.detail,
             policy_rule="credentials",
         )
-        try:
-            await self.pipeline.audit.write(record, durable=True)
-        except Exception:
-            log.exception("mcp_refusal_audit_failed", request_id=record.request_id)
 
     @staticmethod
     def _refusal(request: Request, error: OperationError, headers: dict[str, str]) -> Response:

@@ -25,6 +25,7 @@ from registry.errors import CATALOGUE, OperationError, Problem
 from registry.invocation import Invocation, Outcome, request_id_from
 from registry.pipeline import Pipeline
 from registry.registry import Operation
+from registry.tracing import trace_id_from
 from transports.mcp.resources import MARKDOWN, DocCatalog
 from transports.mcp.tools import ToolCatalog
 
@@ -36,6 +37,8 @@ McpContext = ServerRequestContext[Any, Any]
 #: ``_meta`` keys a ``tools/call`` may carry.
 IDEMPOTENCY_META = "idempotencyKey"
 REQUEST_ID_META = "requestId"
+#: W3C trace context of the call; over the ``traceparent`` HTTP header where both are sent.
+TRACEPARENT_META = "traceparent"
 
 INSTRUCTIONS = (
     "Each tool is one specops operation contract. Read its documentation resource "
@@ -54,6 +57,8 @@ class Caller:
     client: str | None = None
     idempotency_key: str | None = None
     request_id: str | None = None
+    #: The trace id of the carrying request's ``traceparent`` header, if valid.
+    trace_id: str | None = None
 
 
 CallerOf = Callable[[McpContext], Caller]
@@ -172,6 +177,8 @@ class McpHandlers:
                 candidate if isinstance(candidate, str) else caller.request_id
             )
             idempotency_key, wire_error = _idempotency_key(meta, caller.idempotency_key)
+            traceparent = meta.get(TRACEPARENT_META)
+            trace_id = trace_id_from(traceparent) if isinstance(traceparent, str) else None
             entry = self.tools.get(params.name)
             invocation = Invocation(
                 key=entry.key if entry else unknown_tool_key(params.name),
@@ -183,6 +190,7 @@ class McpHandlers:
                 request_id=request_id,
                 client=caller.client,
                 wire_error=wire_error,
+                trace_id=trace_id or caller.trace_id,
             )
             return render(await self.pipeline.invoke(invocation))
         except Exception:

@@ -1,0 +1,232 @@
+"""W3C trace context: parsing ``traceparent``, and the trace id each invocation records."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import pytest
+
+from audit.errors import AuditUnavailable
+from audit.record import AuditRecord
+from policy.actor import Actor
+from policy.rules import Decision
+from registry.contract import Contract, RateLimit, command, query
+from registry.invocation import Invocation
+from registry.model import WireModel
+from registry.pipeline import Pipeline
+from registry.ports import Claim, IdempotencyScope, StoredOutcome
+from registry.registry import Registry, install_op
+from registry.tracing import (
+    TraceParent,
+    new_span_id,
+    new_trace_id,
+    parse_traceparent,
+    response_traceparent,
+    trace_id_from,
+)
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+SPAN = "00f067aa0ba902b7"
+VALID = f"00-{TRACE}-{SPAN}-01"
+HEX32 = re.compile(r"^[0-9a-f]{32}$")
+
+
+def test_a_valid_traceparent_is_parsed() -> None:
+    assert parse_traceparent(VALID) == TraceParent(TRACE, SPAN, "01")
+    assert parse_traceparent(f"  {VALID}\t") == TraceParent(TRACE, SPAN, "01")
+    assert trace_id_from(VALID) == TRACE
+    assert TraceParent(TRACE, SPAN, "01").header() == VALID
+
+
+def test_a_later_version_may_carry_more_fields() -> None:
+    assert parse_traceparent(f"01-{TRACE}-{SPAN}-01-extra") == TraceParent(TRACE, SPAN, "01")
+    assert parse_traceparent(f"01-{TRACE}-{SPAN}-01") == TraceParent(TRACE, SPAN, "01")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "",
+        "garbage",
+        f"00-{'0' * 32}-{SPAN}-01",  # all-zero trace id
+        f"00-{TRACE}-{'0' * 16}-01",  # all-zero span id
+        f"ff-{TRACE}-{SPAN}-01",  # version ff is invalid
+        f"00-{TRACE}-{SPAN}-01-extra",  # version 00 has exactly four fields
+        f"01-{TRACE}-{SPAN}-01extra",  # more fields need a dash
+        f"00-{TRACE.upper()}-{SPAN}-01",  # hex is lowercase
+        f"00-{TRACE[:-1]}-{SPAN}-01",  # short trace id
+        f"00-{TRACE}-{SPAN[:-1]}-01",  # short span id
+        f"00-{TRACE}-{SPAN}-1",  # short flags
+        f"00-{TRACE}-{SPAN}-0g",  # not hex
+        f"0-{TRACE}-{SPAN}-01",
+        f"00_{TRACE}_{SPAN}_01",
+        f"00-{TRACE}x-{SPAN}-01",
+    ],
+)
+def test_an_invalid_traceparent_is_ignored(value: str | None) -> None:
+    assert parse_traceparent(value) is None
+    assert trace_id_from(value) is None
+
+
+def test_new_ids_are_random_hex() -> None:
+    assert HEX32.match(new_trace_id())
+    assert new_trace_id() != new_trace_id()
+    assert re.match(r"^[0-9a-f]{16}$", new_span_id())
+
+
+def test_the_response_continues_the_trace_with_a_new_span() -> None:
+    answer = parse_traceparent(response_traceparent(TRACE, VALID))
+    assert answer is not None
+    assert (answer.trace_id, answer.flags) == (TRACE, "01")
+    assert answer.span_id != SPAN
+    minted = new_trace_id()
+    started = parse_traceparent(response_traceparent(minted, None))
+    assert started is not None
+    assert (started.trace_id, started.flags) == (minted, "00")
+
+
+# -- the pipeline records the trace id ----------------------------------------------------
+#
+# The fakes below are shared with tests/unit/test_redaction.py and the in-process part of
+# tests/e2e/test_audit_fail_closed.py: a pipeline over in-memory ports, no database.
+
+
+class EchoInput(WireModel):
+    text: str = "hi"
+
+
+class EchoOutput(WireModel):
+    text: str
+
+
+RUNS: list[str] = []
+
+
+async def echo(data: EchoInput, ctx: Any) -> EchoOutput:
+    RUNS.append(data.text)
+    return EchoOutput(text=data.text)
+
+
+ACTOR = Actor(id="u1", tenant_id="t1", roles=frozenset({"user"}), kind="user")
+
+
+class Identity:
+    async def resolve(self, credentials: str | None) -> Actor:
+        return ACTOR
+
+
+class AllowAll:
+    async def allowed(self, actor: Actor, resource: str, action: str) -> bool:
+        return True
+
+    async def decide(self, actor: Actor, resource: str, action: str) -> Decision:
+        return Decision(True, "p, user, *, *, *, allow")
+
+
+class MemoryIdempotency:
+    """Keeps completed outcomes for replay; ``events`` records the calls in order."""
+
+    def __init__(self, events: list[str] | None = None) -> None:
+        self.stored: dict[IdempotencyScope, StoredOutcome] = {}
+        self.events = events if events is not None else []
+
+    async def claim(self, scope: IdempotencyScope, fingerprint: str) -> Claim:
+        if scope in self.stored:
+            return Claim("replay", self.stored[scope])
+        return Claim("claimed")
+
+    async def complete(self, scope: IdempotencyScope, stored: StoredOutcome) -> None:
+        self.events.append("complete")
+        self.stored[scope] = stored
+
+    async def release(self, scope: IdempotencyScope) -> None:
+        self.events.append("release")
+
+
+class NoLimit:
+    async def hit(self, bucket: str, limit: RateLimit) -> float | None:
+        return None
+
+
+class Sink:
+    """An audit sink: ``up`` answers available(); ``fail_durable`` makes durable writes
+    raise AuditUnavailable (after keeping the record, as the real log queues it)."""
+
+    def __init__(self, *, up: bool = True, fail_durable: bool = False) -> None:
+        self.up = up
+        self.fail_durable = fail_durable
+        self.records: list[AuditRecord] = []
+        self.durable: list[bool] = []
+        self.events: list[str] = []
+
+    async def write(self, record: AuditRecord, *, durable: bool) -> None:
+        self.events.append("audit")
+        self.records.append(record)
+        self.durable.append(durable)
+        if durable and self.fail_durable:
+            raise AuditUnavailable("the audit store did not commit in time")
+
+    async def available(self) -> bool:
+        return self.up
+
+
+def contract_base(**overrides: Any) -> dict[str, Any]:
+    return {
+        "version": "1.0.0",
+        "title": "Echo",
+        "description": "Echo",
+        "goal": "Test",
+        "context": "Tests",
+        "owners": ["team-tests"],
+        "input": EchoInput,
+        "output": EchoOutput,
+        **overrides,
+    }
+
+
+def make_pipeline(
+    sink: Sink,
+    *ops: tuple[Contract, Any],
+    idempotency: MemoryIdempotency | None = None,
+    queries_when_unavailable: Literal["refuse", "log-only"] = "refuse",
+) -> Pipeline:
+    """A pipeline offering ``test.echo`` (query), ``test.shout`` (command) and ``ops``."""
+    registry = Registry()
+    install_op(registry, query(key="test.echo", **contract_base()), echo)
+    install_op(registry, command(key="test.shout", **contract_base()), echo)
+    for contract, handler in ops:
+        install_op(registry, contract, handler)
+    return Pipeline(
+        registry,
+        identity=Identity(),
+        authorizer=AllowAll(),
+        idempotency=idempotency or MemoryIdempotency(sink.events),
+        audit=sink,
+        rate_limiter=NoLimit(),
+        audit_queries_when_unavailable=queries_when_unavailable,
+    )
+
+
+async def test_the_callers_trace_id_is_recorded() -> None:
+    sink = Sink()
+    outcome = await make_pipeline(sink).invoke(
+        Invocation(key="test.echo", input={}, transport="rest", trace_id=TRACE)
+    )
+    assert outcome.ok
+    assert sink.records[0].trace_id == TRACE
+
+
+async def test_without_one_the_pipeline_mints_a_trace_id_per_invocation() -> None:
+    sink = Sink()
+    p = make_pipeline(sink)
+    first = Invocation(key="test.echo", input={}, transport="cli")
+    second = Invocation(key="nope.missing", input={}, transport="cli")
+    await p.invoke(first)
+    await p.invoke(second)
+    ids = [r.trace_id for r in sink.records]
+    assert all(i is not None and HEX32.match(i) for i in ids)
+    assert ids[0] != ids[1]
+    # The transport can read it back (REST answers it in its traceparent header).
+    assert first.trace_id == ids[0]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
+from audit.query import AuditQuery
+from handlers.audit.events import AuditEventHandlers
 from handlers.billing.capture_payment import CapturePaymentHandler
 from handlers.billing.invoices import InvoiceHandlers
 from handlers.billing.invoices_store import InvoiceStore
@@ -17,7 +19,7 @@ from policy.enforcer import CasbinAuthorizer
 from policy.store import PolicyStore
 from registry.registry import Registry, install_op, install_resource
 from specops.settings import Settings
-from specs import billing, keys, policy, system
+from specs import audit, billing, keys, policy, system
 from specs.billing.errors import INVOICE_NOT_FOUND
 from storage.database import Database
 
@@ -60,6 +62,12 @@ def build_registry(
     install_op(registry, policy.Grant, policy_rules.grant)
     install_op(registry, policy.Revoke, policy_rules.revoke)
     install_op(registry, policy.ListRules, policy_rules.list_rules)
+
+    audit_events = AuditEventHandlers(
+        AuditQuery(db), platform_tenant=settings.audit_platform_tenant
+    )
+    install_op(registry, audit.ListEvents, audit_events.list_events)
+    install_op(registry, audit.GetEvent, audit_events.get_event)
 
     for installer in settings.extra_operations.split(","):
         if installer.strip():

@@ -94,6 +94,8 @@ EXPECTED: dict[str, dict[str, str]] = {
     "policy.grant": row(FORBID, FORBID, FORBID, FORBID, OK, FORBID),
     "policy.revoke": row(FORBID, FORBID, FORBID, FORBID, OK, FORBID),
     "policy.listRules": row(FORBID, FORBID, FORBID, FORBID, OK, FORBID),
+    "audit.listEvents": row(FORBID, FORBID, FORBID, FORBID, OK, FORBID),
+    "audit.getEvent": row(FORBID, FORBID, FORBID, FORBID, OK, FORBID),
 }
 
 
@@ -131,6 +133,8 @@ class World:
             "policy.grant": rule,
             "policy.revoke": rule,
             "policy.listRules": {},
+            "audit.listEvents": {},
+            "audit.getEvent": {"seq": 1},  # perhaps another tenant's: AUDIT_EVENT_NOT_FOUND
         }[contract]
 
 

@@ -14,9 +14,12 @@ the validated input, so identical inputs have identical digests on every transpo
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -51,6 +54,10 @@ PER_CALL_COLUMNS = {
     "transport",
     "client",
     "idempotency_key",
+    "trace_id",
+    "seq",
+    "prev_hash",
+    "hash",
 }
 
 
@@ -148,6 +155,15 @@ def digest(payload: dict[str, Any]) -> str:
     return input_digest(CapturePaymentInput.model_validate(payload))
 
 
+def comparable_input(stored: str, invoice_id: str) -> dict[str, Any]:
+    """A record's stored input with the run's invoice replaced by a placeholder and the
+    amount as a decimal string (GraphQL's Decimal scalar hands over ``"12.555"`` where
+    REST's JSON had ``12.555``: an input that failed validation is kept as sent)."""
+    found: dict[str, Any] = json.loads(stored)
+    assert found["invoiceId"] == invoice_id
+    return {**found, "invoiceId": "<invoice>", "amount": str(Decimal(str(found["amount"])))}
+
+
 @dataclass
 class Run:
     """One run of the scenario, with what differs between runs replaced by placeholders."""
@@ -202,11 +218,16 @@ async def run_scenario(stack: Stack, transport: str) -> Run:
         assert row["tenant_id"] == tenant, row
         assert row["credential_id"] == key_id_of(token), row
         assert row["input_digest"] in (None, digest(payment)), row
+        assert re.fullmatch(r"[0-9a-f]{32}", row["trace_id"]), row
+        stored_input = json.loads(row["input"])
+        assert stored_input["invoiceId"] == invoice["id"], row
+        assert stored_input["paymentMethodId"] == "[REDACTED]", row
         rows[step] = {
             **{name: value for name, value in row.items() if name not in PER_CALL_COLUMNS},
             "tenant_id": "<tenant>",
             "credential_id": keys[token],
             "input_digest": None if row["input_digest"] is None else "<digest of the payment>",
+            "input": comparable_input(row["input"], invoice["id"]),
         }
     return Run(answers, rows)
 

@@ -479,7 +479,7 @@ async def test_creating_an_invoice_for_another_user_without_assign_is_403(stack:
 async def test_unknown_operation_is_404(
     stack: Stack, path: str, key: str, version: str | None
 ) -> None:
-    _, alice = await new_user(stack)
+    tenant, alice = await new_user(stack)
     request_id = rid()
     async with stack.client(alice) as http:
         r = await http.post(path, json={}, headers=headers(request_id))
@@ -495,7 +495,8 @@ async def test_unknown_operation_is_404(
         decision="none",
         operation_key=key,
         operation_version=version,
-        tenant_id=None,
+        tenant_id=tenant,  # an unknown operation's record names its caller
+        actor_id="alice",
     )
 
 

@@ -141,7 +141,7 @@ async def test_input_the_contract_refuses_is_invalid_input(variants: Stack) -> N
     assert (row["transport"], row["outcome"], row["status"]) == ("graphql", "INVALID_INPUT", 422)
 
 
-async def test_input_graphql_refuses_is_invalid_input_and_not_audited(variants: Stack) -> None:
+async def test_input_graphql_refuses_is_audited_without_values(variants: Stack) -> None:
     alice = await variants.key(new_tenant(), "alice")
     request_id = rid()
     r = await post_graphql(
@@ -157,8 +157,17 @@ async def test_input_graphql_refuses_is_invalid_input_and_not_audited(variants: 
     assert ext["code"] == "INVALID_INPUT"
     assert [issue["path"] for issue in ext["issues"]] == ["amount"]
     assert ext["requestId"] == request_id
-    # GraphQL refused the document before any invocation: nothing to audit
-    assert await variants.audit(request_id, wait=0.5) == []
+    # GraphQL refused the document before any field ran: one record, against the
+    # endpoint, naming the caller and the field, not the value sent
+    [row] = await variants.audit(request_id)
+    assert (row["transport"], row["operation_key"], row["outcome"], row["status"]) == (
+        "graphql",
+        "graphql",
+        "INVALID_INPUT",
+        422,
+    )
+    assert row["actor_id"] == "alice"
+    assert "amount" in row["detail"] and "twelve" not in str(row)
 
 
 @pytest.mark.parametrize("authorization", [None, "Basic YWxpY2U6c2VjcmV0", "Bearer sk_live_nope"])
@@ -331,7 +340,13 @@ async def test_abusive_queries_are_refused(
     ext = refusals[0]["extensions"]
     assert (ext["code"], ext["title"]) == ("MALFORMED_REQUEST", "Query exceeds the server's limits")
     assert "limit" in refusals[0]["message"]
-    assert await variants.audit(request_id, wait=0.5) == []
+    [row] = await variants.audit(request_id)  # no field ran: audited against the endpoint
+    assert (row["operation_key"], row["outcome"], row["status"], row["decision"]) == (
+        "graphql",
+        "MALFORMED_REQUEST",
+        400,
+        "none",
+    )
 
 
 async def test_requests_that_cannot_run_answer_a_problem(variants: Stack) -> None:

@@ -175,9 +175,11 @@ async def test_lines_land_in_the_callers_tenant(pair: Pair) -> None:
     assert f"p, auditor, {tenant_b}, invoice, read, allow" not in lines_a
     assert "p, user, *, invoice, read, allow" in lines_a
     listed_b = await call(pair, 2, admin_b, LIST_RULES, {"role": "auditor"})
-    assert [(i["line"], i["scope"]) for i in listed_b.json()["items"]] == [
-        (f"p, auditor, {tenant_b}, invoice, read, allow", "tenant")
+    items = listed_b.json()["items"]
+    assert [i["line"] for i in items if i["scope"] == "tenant"] == [
+        f"p, auditor, {tenant_b}, invoice, read, allow"
     ]
+    assert all(i["line"].startswith("p, auditor, *, ") for i in items if i["scope"] != "tenant")
     # nor can B revoke A's lines: it revokes in B
     assert (await call(pair, 1, admin_a, GRANT, AUDITOR_READS)).status_code == 200
     assert (await call(pair, 2, admin_b, REVOKE, AUDITOR_READS)).status_code == 200

@@ -23,6 +23,8 @@ from storage.database import Database
 from storage.tables import audit_events, metadata
 
 OPERATION_KEYS = (
+    "audit.getEvent",
+    "audit.listEvents",
     "billing.capturePayment",
     "billing.createInvoice",
     "billing.getInvoice",

@@ -148,10 +148,12 @@ def record_content(record: AuditRecord) -> Content:
                 normalise(v) for (_, normalise), v in zip(_AFTER_AT, values, strict=True)
             )
             break
-    if any(type(v) is str and "\x00" in v for v in values):
-        # No database stores NUL in text (PostgreSQL refuses it): a record must not be
-        # lost for a caller's odd byte, so it is kept as U+FFFD.
-        values = tuple(v.replace("\x00", "\ufffd") if type(v) is str else v for v in values)
+    for value in values:
+        if value.__class__ is str and "\x00" in value:
+            # No database stores NUL in text (PostgreSQL refuses it): a record must not
+            # be lost for a caller's odd byte, so it is kept as U+FFFD.
+            values = tuple(v.replace("\x00", "\ufffd") if type(v) is str else v for v in values)
+            break
     return (timestamp_to_utc(record.at), *values)
 
 

@@ -26,18 +26,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections import deque
 from datetime import UTC, datetime
 from itertools import islice
 
 import structlog
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from audit.chain import CONTENT_COLUMNS, Content, chain_hash, record_content
 from audit.errors import AuditUnavailable
 from audit.record import AuditRecord
+from audit.sqlite_appender import RecordsRefused, SqliteAppender, sqlite_time
 from storage.database import Database
 
 log = structlog.get_logger("specops.audit")
@@ -86,11 +89,6 @@ def _aware_time(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC)
 
 
-def _sqlite_time(at: datetime) -> str:
-    """A naive UTC time in SQLAlchemy's SQLite DATETIME storage format."""
-    return at.isoformat(sep=" ", timespec="microseconds")
-
-
 class _StoreDown(Exception):
     """The store, not a record, failed (``__cause__`` says how)."""
 
@@ -102,11 +100,15 @@ class _Rejected(Exception):
 class _Item:
     """A queued record, its content once computed, and who waits for it."""
 
-    __slots__ = ("content", "done", "record", "resolved")
+    __slots__ = ("content", "deadline", "done", "record", "resolved")
 
-    def __init__(self, record: AuditRecord, done: asyncio.Future[None] | None) -> None:
+    def __init__(
+        self, record: AuditRecord, done: asyncio.Future[None] | None, deadline: float = 0.0
+    ) -> None:
         self.record = record
         self.done = done
+        #: When a durable write stops waiting (``time.monotonic()``).
+        self.deadline = deadline
         self.content: Content | None = None
         self.resolved = False
 
@@ -138,6 +140,7 @@ class AuditLog:
         self._retry_now = asyncio.Event()  # cut the backoff short
         self._attempted = asyncio.Event()  # the writer finished an attempt
         self._writer: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._closing = False
         self._statements: tuple[str, str] | None = None
         # The store's health: when the writer's failures began (None: it works), when
@@ -148,6 +151,10 @@ class AuditLog:
         self._checked_at = -PROBE_INTERVAL_SECONDS
         self._check_answer = True
         self._dropped = 0
+        #: Batches committed so far (group commit at work: far fewer than records).
+        self.commits = 0
+        #: SQLite files are written by a thread of their own, a batch per call.
+        self._sqlite = _sqlite_appender(db)
 
     # -- the sink ------------------------------------------------------------------------
 
@@ -163,28 +170,39 @@ class AuditLog:
             if durable:
                 raise AuditUnavailable("the audit queue is full")
             return
-        done: asyncio.Future[None] | None = (
-            asyncio.get_running_loop().create_future() if durable else None
-        )
-        self._pending.append(_Item(record, done))
+        if not durable:
+            self._pending.append(_Item(record, None))
+            self._start_writer()
+            return
+        done = asyncio.get_running_loop().create_future()
+        deadline = time.monotonic() + self.durable_timeout_seconds
+        self._pending.append(_Item(record, done, deadline))
+        self._durable_pending += 1
+        self._start_writer()
+        self._urgent.set()
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.create_task(self._expire_overdue(), name="audit-deadlines")
+        await done
+
+    def _start_writer(self) -> None:
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._run(), name="audit-writer")
         self._wakeup.set()
-        if done is None:
-            return
-        self._durable_pending += 1
-        self._urgent.set()
-        try:
-            await asyncio.wait((done,), timeout=self.durable_timeout_seconds)
-        finally:
-            if not done.done():
-                done.cancel()  # nobody waits any more; the record stays queued
-        if done.cancelled():
-            raise AuditUnavailable(
-                f"the audit record of request {record.request_id} was not stored within "
-                f"{self.durable_timeout_seconds:g}s; it stays queued"
-            )
-        done.result()
+
+    async def _expire_overdue(self) -> None:
+        """Fail the durable writes whose record is not stored by their deadline: one task
+        looking a few times a second, rather than a timer per write (a heap of timers
+        costs every command microseconds). The records stay queued."""
+        interval = min(0.1, self.durable_timeout_seconds / 5)
+        while self._durable_pending:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for item in self._pending:  # oldest first, so deadlines ascend
+                if item.done is None or item.resolved:
+                    continue
+                if item.deadline > now:
+                    break
+                _expire(item.done, item.record.request_id, self)
 
     async def available(self) -> bool:
         """True while writes succeed. After a failure, looks at the store (at most once
@@ -216,6 +234,11 @@ class AuditLog:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
         if self._check is not None:
             self._check.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -232,6 +255,8 @@ class AuditLog:
             _fail(lost, AuditUnavailable("the audit log was closed"))
         self._pending.clear()
         self._durable_pending = 0
+        if self._sqlite is not None:
+            await self._sqlite.reset()
         self._writer = None
         self._closing = False
         self._failing_since = None
@@ -265,7 +290,7 @@ class AuditLog:
                 self._attempt_started = time.monotonic()
                 failure: Exception | None = None
                 try:
-                    if conn is None or conn.closed or conn.invalidated:
+                    if self._sqlite is None and (conn is None or conn.closed or conn.invalidated):
                         conn = await self.db.engine.connect()
                     await self._store(conn, batch)
                 except Exception as exc:
@@ -281,6 +306,8 @@ class AuditLog:
                     with contextlib.suppress(Exception):
                         await conn.close()
                 conn = None
+                if self._sqlite is not None:
+                    await self._sqlite.reset()
                 self._attempt_done()
                 await self._pause(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
@@ -290,7 +317,7 @@ class AuditLog:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(conn.close())
 
-    async def _store(self, conn: AsyncConnection, batch: list[_Item]) -> None:
+    async def _store(self, conn: AsyncConnection | None, batch: list[_Item]) -> None:
         """One transaction for the batch; if the database refuses it while the store
         works, each record alone, so that one bad record never costs the others theirs.
         Raises ``_StoreDown`` when the store failed (the records stay queued)."""
@@ -317,15 +344,19 @@ class AuditLog:
             for item in ready:
                 await self._store(conn, [item])
             return
+        self.commits += 1
         for item in ready:
             item.resolved = True
             if item.done is not None and not item.done.done():
                 item.done.set_result(None)
 
-    async def _commit(self, conn: AsyncConnection, items: list[_Item]) -> None:
+    async def _commit(self, conn: AsyncConnection | None, items: list[_Item]) -> None:
         """Lock the chain head, chain ``items`` after it, insert them, move the head."""
+        if self._sqlite is not None:
+            return await self._commit_sqlite(self._sqlite, items)
+        assert conn is not None
         insert, update_head = self._statements_for(conn)
-        encode_at = _sqlite_time if conn.dialect.name == "sqlite" else _aware_time
+        encode_at = sqlite_time if conn.dialect.name == "sqlite" else _aware_time
         try:
             async with conn.begin():
                 head = (await conn.exec_driver_sql(LOCK_HEAD)).first()
@@ -352,18 +383,33 @@ class AuditLog:
         except Exception as exc:
             raise _StoreDown("the audit store failed") from exc
 
-    async def _blames_records(self, conn: AsyncConnection, exc: BaseException) -> bool:
+    async def _commit_sqlite(self, appender: SqliteAppender, items: list[_Item]) -> None:
+        contents = [item.content for item in items if item.content is not None]
+        try:
+            await appender.append(contents)
+        except RecordsRefused as refused:
+            raise _Rejected() from refused.__cause__
+        except Exception as exc:
+            raise _StoreDown("the audit store failed") from exc
+
+    async def _blames_records(self, conn: AsyncConnection | None, exc: BaseException) -> bool:
         """Whether an insert failed because of a record (the store works) rather than
         because of the store (connection, missing table, full disk, lock timeout)."""
-        if conn.invalidated or conn.closed or isinstance(exc, OperationalError):
+        if conn is not None and (conn.invalidated or conn.closed):
+            return False
+        if isinstance(exc, OperationalError | sqlite3.OperationalError):
             return False
         message = str(getattr(exc, "orig", exc))
         if "ux_audit_events_seq" in message or "audit_events.seq" in message:
             return False  # the chain head is behind the table: the store's fault
-        if isinstance(exc, IntegrityError | DataError):
+        if isinstance(exc, IntegrityError | DataError | sqlite3.IntegrityError):
             return True
         try:
-            await _probe(conn)
+            if self._sqlite is not None:
+                await self._sqlite.probe()
+            else:
+                assert conn is not None
+                await _probe(conn)
         except Exception:
             return False
         return True
@@ -483,6 +529,34 @@ class AuditLog:
         fields = record.as_dict()
         fields.pop("at")
         self._log.log(level, "invocation", **fields)
+
+
+def _sqlite_appender(db: Database) -> SqliteAppender | None:
+    """The thread-of-its-own writer for a SQLite file; None for other databases (and
+    in-memory SQLite, which only the engine's own connection sees)."""
+    if not db.is_sqlite:
+        return None
+    path = make_url(db.url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return SqliteAppender(
+        path,
+        insert=insert_statement("qmark"),
+        lock_head=LOCK_HEAD,
+        update_head=head_update_statement("qmark"),
+        probe=PROBE,
+    )
+
+
+def _expire(done: asyncio.Future[None], request_id: str, audit: AuditLog) -> None:
+    """A durable write's timeout: its caller stops waiting; the record stays queued."""
+    if not done.done():
+        done.set_exception(
+            AuditUnavailable(
+                f"the audit record of request {request_id} was not stored within "
+                f"{audit.durable_timeout_seconds:g}s; it stays queued"
+            )
+        )
 
 
 async def _probe(conn: AsyncConnection) -> None:

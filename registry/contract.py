@@ -100,6 +100,11 @@ class Contract:
     policy: Policy = field(default_factory=Policy)
     deprecation: Deprecation | None = None
     timeout_seconds: float = 30.0
+    #: ``str(version)``, made once (semver's ``__str__`` costs microseconds a call).
+    version_text: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "version_text", str(self.version))
 
     @property
     def domain(self) -> str:
@@ -112,7 +117,7 @@ class Contract:
     @property
     def ref(self) -> str:
         """``key@version``, for logs and messages."""
-        return f"{self.key}@{self.version}"
+        return f"{self.key}@{self.version_text}"
 
     def declared_error(self, code: str) -> ErrorSpec | None:
         return next((e for e in self.errors if e.code == code), None)

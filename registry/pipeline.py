@@ -83,7 +83,7 @@ class Call:
         if self.operation is None:
             return None
         c = self.operation.contract
-        return OperationRef(c.key, str(c.version), c.kind)
+        return OperationRef(c.key, c.version_text, c.kind)
 
     def outcome(self) -> Outcome:
         problem = Problem.of(self.error) if self.error is not None else None
@@ -632,7 +632,7 @@ class Pipeline:
             actor_kind=actor.kind if actor else None,
             credential_id=actor.credential_id if actor else None,
             operation_key=contract.key if contract else inv.key[:200],
-            operation_version=str(contract.version) if contract else clip(inv.version, 64),
+            operation_version=contract.version_text if contract else clip(inv.version, 64),
             decision=call.decision,
             outcome=outcome.code,
             status=problem.status if problem else 200,

@@ -119,7 +119,7 @@ class RestTransport:
         allow = "GET, POST"
         if operation is not None:
             c = operation.contract
-            ref = OperationRef(c.key, str(c.version), c.kind)
+            ref = OperationRef(c.key, c.version_text, c.kind)
             if c.kind == "command":
                 allow = "POST"
         error = CATALOGUE.METHOD_NOT_ALLOWED(

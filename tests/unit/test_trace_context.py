@@ -230,3 +230,13 @@ async def test_without_one_the_pipeline_mints_a_trace_id_per_invocation() -> Non
     assert ids[0] != ids[1]
     # The transport can read it back (REST answers it in its traceparent header).
     assert first.trace_id == ids[0]
+
+
+def test_minted_request_ids_are_unique_and_sort_by_time() -> None:
+    from registry.invocation import new_request_id, request_id_from
+
+    ids = [new_request_id() for _ in range(1000)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert [i[:12] for i in ids] == sorted(i[:12] for i in ids)  # millisecond prefix
+    assert all(request_id_from(i) == i for i in ids[:10])  # valid as a caller's id too

@@ -25,6 +25,7 @@ from bench import servers, wrk
 from bench.report import CrossResult, Run, ScenarioResult, cross, fmt, table
 from bench.scenarios import (
     BASELINE,
+    NO_AUDIT,
     NO_POLICY,
     Scenario,
     Target,
@@ -204,6 +205,7 @@ def benchmark(options: Options, workdir: Path) -> list[ScenarioResult]:
         starters: dict[str, Callable[[], ServerProcess]] = {
             BASELINE: lambda: servers.start_baseline(workdir, server_cpu),
             NO_POLICY: lambda: servers.start_no_policy(workdir, env, server_cpu),
+            NO_AUDIT: lambda: servers.start_no_audit(workdir, env, server_cpu),
         }
         baselines: dict[str, ServerProcess] = {}
         for name, start in starters.items():

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
-from bench import BENCH_ACTOR, baseline_graphql, baseline_mcp
+from bench import BENCH_ACTOR, baseline_graphql, baseline_mcp, ops
 from bench.servers import BenchError
 from bench.wrk import WrkRequest
 
@@ -35,10 +35,13 @@ REST_TARGET = 0.7
 LIBRARY_TARGET = 1.0
 #: Ours over the same server without the policy check (``bench.no_policy_app``).
 POLICY_TARGET = 0.85
+#: Audited commands over the same server with auditing off (``bench.no_audit_app``).
+AUDIT_TARGET = 0.8
 
 #: The servers a scenario's baseline side can run on (``Scenario.baseline_server``).
 BASELINE = "baseline"
 NO_POLICY = "no-policy"
+NO_AUDIT = "no-audit"
 
 Extract = Callable[[httpx.Response], Any]
 
@@ -161,6 +164,7 @@ def scenarios(token: str) -> list[Scenario]:
     """Every scenario, with ``token`` as our bearer credentials."""
     ping_body = {"message": "hi"}
     ping_answer = {"message": "hi", "actorId": BENCH_ACTOR, "tenantId": BENCH_ACTOR}
+    record_answer = {"message": "hi", "actorId": BENCH_ACTOR}
     invalid_capture = {
         "invoiceId": "inv_x",
         "amount": -1,
@@ -183,6 +187,16 @@ def scenarios(token: str) -> list[Scenario]:
             baseline=_target("/api/ops/system.ping", ping_body, 200, ping_answer, token),
             target=POLICY_TARGET,
             baseline_server=NO_POLICY,
+        ),
+        Scenario(
+            "audit-command",
+            f"{ops.KEY}, a command whose handler only echoes, so each call commits its "
+            "hash-chained audit record before answering; against the same server with "
+            "auditing off",
+            ours=_target(f"/api/ops/{ops.KEY}", ping_body, 200, record_answer, token),
+            baseline=_target(f"/api/ops/{ops.KEY}", ping_body, 200, record_answer, token),
+            target=AUDIT_TARGET,
+            baseline_server=NO_AUDIT,
         ),
         Scenario(
             "capture-invalid",

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import httpx
 
+from bench.ops import KEY as OPS_KEY
+
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 SERVER_CPU = 1
@@ -153,6 +155,7 @@ def ours_env(workdir: Path) -> dict[str, str]:
         "DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
         "SPECOPS_LOG_FORMAT": "json",
         "SPECOPS_LOG_LEVEL": "warning",
+        "SPECOPS_EXTRA_OPERATIONS": "bench.ops:install",
         **mcp_settings(),
     }
 
@@ -177,6 +180,9 @@ def prepare_database(env: dict[str, str], tenant: str, user: str) -> str:
     """Migrate the benchmark database and create an API key; returns its token."""
     _specops(["db", "upgrade"], env)
     out = _specops(["keys", "create", "--tenant", tenant, "--user", user, "--role", "user"], env)
+    # The benchmark's own command (bench.ops) is granted to the key's role.
+    grant = ["--tenant", tenant, "--role", "user", "--resource", "op", "--action", OPS_KEY]
+    _specops(["policy", "grant", *grant], env)
     lines = [line.strip() for line in out.splitlines() if line.strip()]
     if not lines or not lines[-1].startswith("sk_"):
         raise BenchError(f"keys create printed no token: {out!r}")
@@ -194,6 +200,13 @@ def start_no_policy(workdir: Path, env: dict[str, str], cpu: int | None) -> Serv
     settings, on a free port."""
     command = pinned([sys.executable, "-m", "bench.no_policy_app"], cpu)
     return _start("no-policy", command, env, workdir / "no-policy.log")
+
+
+def start_no_audit(workdir: Path, env: dict[str, str], cpu: int | None) -> ServerProcess:
+    """Our server with auditing off (``bench.no_audit_app``), on our database and
+    settings, on a free port."""
+    command = pinned([sys.executable, "-m", "bench.no_audit_app"], cpu)
+    return _start("no-audit", command, env, workdir / "no-audit.log")
 
 
 def start_baseline(workdir: Path, cpu: int | None) -> ServerProcess:

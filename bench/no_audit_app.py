@@ -1,0 +1,46 @@
+"""Our server with auditing off: the baseline of the ``audit-command`` scenario.
+
+The very app ``specops serve`` builds, except that the pipeline's audit sink drops every
+record (no structlog line, no table row). Never a production configuration: it exists so
+that the benchmark can report audited throughput against unaudited in the same run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from starlette.applications import Starlette
+
+from audit.record import AuditRecord
+from bench.serve import serve_factory
+from specops.app import Server
+from specops.logging import configure_logging
+from specops.settings import Settings
+
+
+class NoAudit:
+    """An ``AuditSink`` that keeps nothing and is always available."""
+
+    async def write(self, record: AuditRecord, *, durable: bool) -> None:
+        return None
+
+    async def available(self) -> bool:
+        return True
+
+
+def create_app() -> Starlette:
+    """The ASGI app for ``uvicorn --factory bench.no_audit_app:create_app``."""
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)  # as the specops CLI does
+    server = Server.build(settings)
+    server.pipeline.audit = NoAudit()
+    return server.asgi()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve it with the uvicorn settings ``specops serve`` uses."""
+    serve_factory("bench.no_audit_app:create_app", __doc__, argv)
+
+
+if __name__ == "__main__":
+    main()

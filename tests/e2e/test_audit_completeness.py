@@ -111,6 +111,7 @@ class Rest(Caller):
             )
         body = r.json()
         code = "OK" if r.status_code == 200 else body["code"]
+        assert code == "OK" or SECRET not in r.text  # the test handlers echo their token
         replayed = r.headers.get("idempotent-replayed") == "true"
         return Sent(key, trace_id, request_id, code, replayed, idempotency_key)
 
@@ -149,6 +150,7 @@ class GraphQL(Caller):
         )
         body = r.json()
         errors = body.get("errors")
+        assert not errors or SECRET not in r.text
         code = errors[0]["extensions"]["code"] if errors else "OK"
         replayed = bool((body.get("extensions") or {}).get("replayed"))
         field = key.replace(".", "_")
@@ -184,6 +186,7 @@ class Mcp(Caller):
             result = await client.call_tool(tool, data, meta=meta(**items))
         body = result.structured_content
         assert isinstance(body, dict), result
+        assert not result.is_error or SECRET not in result.model_dump_json()
         code = body["code"] if result.is_error else "OK"
         replayed = bool((result.meta or {}).get("replayed"))
         return Sent(key, trace_id, request_id, code, replayed, idempotency_key)
@@ -243,12 +246,13 @@ class Cli(Caller):
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        _, err = await proc.communicate()
+        out, err = await proc.communicate()
         if proc.returncode == 0:
             return Sent(key, trace_id, None, "OK", False, idempotency_key)
         # stderr: log lines (one JSON object each), then the problem document (indented)
         text = err.decode()
         problem = json.loads(text[text.rindex("\n{\n") + 1 :] if "\n{\n" in text else text)
+        assert SECRET not in text + out.decode()
         return Sent(key, trace_id, None, problem["code"], False, idempotency_key)
 
 

@@ -165,6 +165,8 @@ def scenarios(token: str) -> list[Scenario]:
     ping_body = {"message": "hi"}
     ping_answer = {"message": "hi", "actorId": BENCH_ACTOR, "tenantId": BENCH_ACTOR}
     record_answer = {"message": "hi", "actorId": BENCH_ACTOR}
+    invoice_body = {"amount": "1.00", "currency": "usd"}
+    invoice_answer = {"ownerId": BENCH_ACTOR, "status": "open", "currency": "usd"}
     invalid_capture = {
         "invoiceId": "inv_x",
         "amount": -1,
@@ -195,6 +197,19 @@ def scenarios(token: str) -> list[Scenario]:
             "auditing off",
             ours=_target(f"/api/ops/{ops.KEY}", ping_body, 200, record_answer, token),
             baseline=_target(f"/api/ops/{ops.KEY}", ping_body, 200, record_answer, token),
+            target=AUDIT_TARGET,
+            baseline_server=NO_AUDIT,
+        ),
+        Scenario(
+            "audit-invoice",
+            "billing.createInvoice, a command that stores an invoice, with its audit "
+            "record committed before the answer; against the same server with auditing off",
+            ours=_target(
+                "/api/ops/billing.createInvoice", invoice_body, 200, invoice_answer, token
+            ),
+            baseline=_target(
+                "/api/ops/billing.createInvoice", invoice_body, 200, invoice_answer, token
+            ),
             target=AUDIT_TARGET,
             baseline_server=NO_AUDIT,
         ),

@@ -162,11 +162,13 @@ def row_content(row: Mapping[Any, Any]) -> Content:
     return tuple(normalise(row[name]) for name, normalise in CONTENT)
 
 
-def canonical(seq: int, content: Content) -> bytes:
-    """The bytes hashed for the record at ``seq``."""
-    return _json_of([seq, time_text(content[0]), *content[1:]]).encode("ascii")
+def canonical(seq: int, content: Content, at_text: str | None = None) -> bytes:
+    """The bytes hashed for the record at ``seq`` (``at_text``: ``time_text`` of its
+    time, when the caller has it already)."""
+    at = at_text if at_text is not None else time_text(content[0])
+    return _json_of([seq, at, *content[1:]]).encode("ascii")
 
 
-def chain_hash(prev_hash: str, seq: int, content: Content) -> str:
+def chain_hash(prev_hash: str, seq: int, content: Content, at_text: str | None = None) -> str:
     """The hash of the record at ``seq`` that follows the record hashed ``prev_hash``."""
-    return sha256(prev_hash.encode("ascii") + canonical(seq, content)).hexdigest()
+    return sha256(prev_hash.encode("ascii") + canonical(seq, content, at_text)).hexdigest()

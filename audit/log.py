@@ -50,6 +50,8 @@ COLUMNS: tuple[str, ...] = (*CONTENT_COLUMNS, "seq", "prev_hash", "hash")
 
 #: First statement of every batch: takes the chain head's lock and reads it.
 LOCK_HEAD = "UPDATE audit_chain_head SET seq = seq WHERE id = 1 RETURNING seq, hash"
+#: SQLite's first statement after ``BEGIN IMMEDIATE``, which already holds the lock.
+READ_HEAD = "SELECT seq, hash FROM audit_chain_head WHERE id = 1"
 #: A cheap look at both tables, for ``available()`` and to tell a broken store from a
 #: bad record.
 PROBE = "SELECT seq, (SELECT max(seq) FROM audit_events) FROM audit_chain_head WHERE id = 1"
@@ -542,7 +544,7 @@ def _sqlite_appender(db: Database) -> SqliteAppender | None:
     return SqliteAppender(
         path,
         insert=insert_statement("qmark"),
-        lock_head=LOCK_HEAD,
+        read_head=READ_HEAD,
         update_head=head_update_statement("qmark"),
         probe=PROBE,
     )

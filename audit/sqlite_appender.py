@@ -4,8 +4,8 @@ Through SQLAlchemy and aiosqlite every statement of a batch (lock the head, inse
 the head, commit) is a hop to the driver's thread and back; here the batch is one hop,
 made on a stdlib ``sqlite3`` connection that only this thread uses. The transaction is
 the one of ``audit.log``: ``BEGIN IMMEDIATE`` (SQLite's write lock, so every process
-writing to the file joins one chain), read the chain head, insert the chained rows, move
-the head, commit.
+writing to the file joins one chain, and the head can be read with a plain SELECT), read
+the chain head, insert the chained rows, move the head, commit.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ def sqlite_time(at: datetime) -> str:
 class SqliteAppender:
     """Appends chained batches to the ``audit_events`` table of one SQLite file."""
 
-    def __init__(self, path: str, *, insert: str, lock_head: str, update_head: str, probe: str):
+    def __init__(self, path: str, *, insert: str, read_head: str, update_head: str, probe: str):
         self.path = path
         self._insert = insert
-        self._lock_head = lock_head
+        self._read_head = read_head
         self._update_head = update_head
         self._probe = probe
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-sqlite")
@@ -78,15 +78,16 @@ class SqliteAppender:
         conn = self._connection()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            head = conn.execute(self._lock_head).fetchone()
+            head = conn.execute(self._read_head).fetchone()
             if head is None:
                 raise HeadMissing("audit_chain_head has no row: is the schema migrated?")
             seq, prev_hash = int(head[0]), str(head[1])
             rows = []
             for content in contents:
                 seq += 1
-                digest = chain_hash(prev_hash, seq, content)
-                rows.append((sqlite_time(content[0]), *content[1:], seq, prev_hash, digest))
+                iso = content[0].isoformat(timespec="microseconds")  # one text, two forms
+                digest = chain_hash(prev_hash, seq, content, iso + "Z")
+                rows.append((f"{iso[:10]} {iso[11:]}", *content[1:], seq, prev_hash, digest))
                 prev_hash = digest
             try:
                 conn.executemany(self._insert, rows)

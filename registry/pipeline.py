@@ -52,6 +52,9 @@ log = structlog.get_logger("specops.pipeline")
 
 MAX_IDEMPOTENCY_KEY = 255
 
+Unrecorded = Literal["pending", "refused"]
+"""Why a durable record is missing: queued until the store is back, or refused by it."""
+
 QueriesWhenUnavailable = Literal["refuse", "log-only"]
 """What a query does while the audit store is down: refused like a command, or run with
 its record in the structlog line only (and queued for the table)."""
@@ -322,9 +325,10 @@ class Pipeline:
             if detail != problem.detail:
                 outcome = replace(outcome, problem=replace(problem, detail=detail))
         await self.settle_idempotency(call, outcome)
-        if await self.write_audit(call, outcome, seen):
+        missing = await self.write_audit(call, outcome, seen)
+        if missing is None:
             return outcome
-        return self.unrecorded(call, outcome)
+        return self.unrecorded(call, outcome, missing)
 
     # -- stages -------------------------------------------------------------------------
 
@@ -580,20 +584,20 @@ class Pipeline:
             log.exception("idempotency_settle_failed", request_id=outcome.request_id)
 
     @staticmethod
-    def unrecorded(call: Call, outcome: Outcome) -> Outcome:
+    def unrecorded(call: Call, outcome: Outcome, missing: Unrecorded) -> Outcome:
         """The answer for a command that ran but whose audit record did not commit: not
-        its outcome (the trail would not show it), but UPSTREAM_UNAVAILABLE. The record
-        stays queued with the real outcome, and a kept idempotency key replays it."""
+        its outcome (the trail would not show it), but UPSTREAM_UNAVAILABLE. A ``pending``
+        record stays queued with the real outcome; a kept idempotency key replays it."""
+        why = (
+            "its audit record is not stored yet"
+            if missing == "pending"
+            else "the audit store refused its record"
+        )
         if call.idempotency is not None:
-            detail = (
-                "The command ran, but its audit record is not stored yet, so its result "
-                "is withheld. Retry with the same Idempotency-Key to read the result."
-            )
+            advice = "Retry with the same Idempotency-Key to read the result."
         else:
-            detail = (
-                "The command ran, but its audit record is not stored yet, so its result "
-                "is withheld. It had no Idempotency-Key: check its effect before retrying."
-            )
+            advice = "It had no Idempotency-Key: check its effect before retrying."
+        detail = f"The command ran, but {why}, so its result is withheld. {advice}"
         error = CATALOGUE.UPSTREAM_UNAVAILABLE(detail, headers={"Retry-After": "1"})
         return Outcome(outcome.request_id, outcome.operation, problem=Problem.of(error))
 
@@ -616,8 +620,9 @@ class Pipeline:
 
     async def write_audit(
         self, call: Call, outcome: Outcome, seen: RedactedInput | None = None
-    ) -> bool:
-        """Write the invocation's record; False when a durable record was not stored."""
+    ) -> Unrecorded | None:
+        """Write the invocation's record; for a durable record that was not stored, why
+        (``pending``: queued until the store is back; ``refused``: the store refused it)."""
         inv = call.invocation
         actor = call.actor
         contract = call.operation.contract if call.operation else None
@@ -658,8 +663,8 @@ class Pipeline:
             await self.audit.write(record, durable=durable)
         except AuditUnavailable:
             log.warning("audit_record_pending", request_id=inv.request_id, durable=durable)
-            return not durable
+            return "pending" if durable else None
         except Exception:
             log.exception("audit_write_failed", request_id=inv.request_id)
-            return not durable
-        return True
+            return "refused" if durable else None
+        return None

@@ -29,6 +29,7 @@ import pytest
 import structlog
 from sqlalchemy import text
 
+from audit.record import AuditRecord
 from registry.invocation import Invocation
 from registry.tracing import parse_traceparent
 from tests.support.api import CAPTURE, capture_body, create_invoice, new_user, rid
@@ -153,6 +154,26 @@ async def test_a_command_whose_record_did_not_commit_does_not_claim_success(
         assert RUNS.count(token) == 1
     else:
         assert "no Idempotency-Key" in outcome.problem.detail
+
+
+class RefusingSink(Sink):
+    """The store works but refuses a command's record (a database constraint, say)."""
+
+    async def write(self, record: AuditRecord, *, durable: bool) -> None:
+        await super().write(record, durable=False)
+        if durable:
+            raise ValueError("the database refused the record")
+
+
+async def test_a_command_whose_record_was_refused_says_so() -> None:
+    token = uuid.uuid4().hex
+    outcome = await make_pipeline(RefusingSink()).invoke(
+        Invocation(key="test.shout", input={"text": token}, transport="rest")
+    )
+    assert RUNS.count(token) == 1
+    assert outcome.problem is not None and outcome.problem.code == "UPSTREAM_UNAVAILABLE"
+    assert "refused its record" in outcome.problem.detail
+    assert "not stored yet" not in outcome.problem.detail
 
 
 async def test_a_replay_is_served_while_the_store_is_down() -> None:

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import select
 
 from audit.chain import naive_utc, time_text
+from audit.query import EventFilter, conditions
 from storage.database import Database
 from storage.tables import audit_events as t
+
+#: No filter: every record.
+ALL_RECORDS = EventFilter()
 
 #: The keys of an exported record, in order.
 EXPORT_KEYS: tuple[str, ...] = (
@@ -106,38 +108,18 @@ def summary_line(record: Mapping[str, Any]) -> str:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class ExportFilter:
-    """Which records: of one tenant (None: all), from ``since`` (inclusive) to ``until``
-    (exclusive), both aware times or None."""
-
-    tenant_id: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-    def conditions(self) -> list[ColumnElement[bool]]:
-        found: list[ColumnElement[bool]] = []
-        if self.tenant_id is not None:
-            found.append(t.c.tenant_id == self.tenant_id)
-        if self.since is not None:
-            found.append(t.c.at >= self.since.astimezone(UTC))
-        if self.until is not None:
-            found.append(t.c.at < self.until.astimezone(UTC))
-        return found
-
-
 async def export_records(
     db: Database,
-    filters: ExportFilter = ExportFilter(),
+    filters: EventFilter = ALL_RECORDS,
     *,
     after_seq: int = 0,
     page: int = 2000,
 ) -> AsyncIterator[dict[str, Any]]:
     """Every matching record after ``after_seq``, in ``seq`` order, read a page at a time."""
-    conditions = filters.conditions()
+    where = conditions(filters)
     async with db.connect() as conn:
         while True:
-            query = select(t).where(t.c.seq > after_seq, *conditions).order_by(t.c.seq).limit(page)
+            query = select(t).where(t.c.seq > after_seq, *where).order_by(t.c.seq).limit(page)
             rows = (await conn.execute(query)).mappings().all()
             await conn.rollback()
             for row in rows:
@@ -150,10 +132,10 @@ async def export_records(
 async def latest_records(
     db: Database,
     count: int,
-    filters: ExportFilter = ExportFilter(),
+    filters: EventFilter = ALL_RECORDS,
 ) -> list[dict[str, Any]]:
     """The ``count`` matching records with the highest ``seq``, oldest first."""
-    query = select(t).where(*filters.conditions()).order_by(t.c.seq.desc()).limit(count)
+    query = select(t).where(*conditions(filters)).order_by(t.c.seq.desc()).limit(count)
     async with db.connect() as conn:
         rows = (await conn.execute(query)).mappings().all()
     return [export_record(row) for row in reversed(rows)]

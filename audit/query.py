@@ -142,9 +142,15 @@ def parse_input(text: str | None) -> dict[str, Any] | None:
 
 
 def _conditions(scope: Scope, filters: EventFilter) -> list[ColumnElement[bool]]:
-    found: list[ColumnElement[bool]] = []
+    found = conditions(filters)
     if scope is not EVERY_TENANT:
         found.append(t.c.tenant_id == scope)
+    return found
+
+
+def conditions(filters: EventFilter) -> list[ColumnElement[bool]]:
+    """The WHERE conditions of ``filters`` (for ``audit.listEvents`` and the CLI)."""
+    found: list[ColumnElement[bool]] = []
     equal = {
         t.c.tenant_id: filters.tenant_id,
         t.c.actor_id: filters.actor_id,

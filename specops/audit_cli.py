@@ -18,13 +18,13 @@ from typing import IO, Any, TypeVar
 import click
 
 from audit.export import (
-    ExportFilter,
     export_records,
     latest_records,
     row_of_export,
     summary_line,
     to_json_line,
 )
+from audit.query import EventFilter
 from audit.verify import ChainReport, verify_chain, verify_records
 from specops.settings import Settings
 from storage.database import Database
@@ -112,7 +112,7 @@ def _verify_file(path: Path) -> ChainReport:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def audit_tail(count: int, follow: bool, tenant: str | None, as_json: bool) -> None:
     """The latest records, oldest first, one line each."""
-    filters = ExportFilter(tenant_id=tenant)
+    filters = EventFilter(tenant_id=tenant)
     show = to_json_line if as_json else summary_line
 
     async def work(db: Database) -> None:
@@ -134,7 +134,7 @@ async def _last_seq(db: Database) -> int:
 
 async def follow_records(
     db: Database,
-    filters: ExportFilter,
+    filters: EventFilter,
     after_seq: int,
     emit: Callable[[dict[str, Any]], None],
     *,
@@ -177,7 +177,9 @@ def audit_export(
     """Every record, with its seq, prev_hash and hash: an unfiltered export can be
     verified offline (`specops audit verify --file`), a filtered one record by record
     from its first record on."""
-    filters = ExportFilter(tenant, _time(since, "--since"), _time(until, "--until"))
+    filters = EventFilter(
+        tenant_id=tenant, since=_time(since, "--since"), until=_time(until, "--until")
+    )
 
     async def work(db: Database) -> int:
         written = 0

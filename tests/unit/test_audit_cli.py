@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import delete, select
 
-from audit.export import ExportFilter
 from audit.log import AuditLog
+from audit.query import EventFilter
 from specops.audit_cli import audit, follow_records
 from storage.database import Database
 from storage.tables import audit_events
@@ -152,7 +152,7 @@ async def test_follow_prints_records_as_they_arrive(trail: Database) -> None:
 
     writer = asyncio.create_task(later())
     last = await follow_records(
-        trail, ExportFilter(tenant_id="acme"), 12, seen.append, interval=0.1, polls=6
+        trail, EventFilter(tenant_id="acme"), 12, seen.append, interval=0.1, polls=6
     )
     await writer
     assert [r["request_id"] for r in seen] == ["new-acme"]

@@ -162,13 +162,27 @@ def row_content(row: Mapping[Any, Any]) -> Content:
     return tuple(normalise(row[name]) for name, normalise in CONTENT)
 
 
-def canonical(seq: int, content: Content, at_text: str | None = None) -> bytes:
-    """The bytes hashed for the record at ``seq`` (``at_text``: ``time_text`` of its
-    time, when the caller has it already)."""
-    at = at_text if at_text is not None else time_text(content[0])
-    return _json_of([seq, at, *content[1:]]).encode("ascii")
+def canonical(seq: int, content: Content) -> bytes:
+    """The bytes hashed for the record at ``seq``."""
+    return _json_of([seq, time_text(content[0]), *content[1:]]).encode("ascii")
 
 
-def chain_hash(prev_hash: str, seq: int, content: Content, at_text: str | None = None) -> str:
+def chain_hash(prev_hash: str, seq: int, content: Content) -> str:
     """The hash of the record at ``seq`` that follows the record hashed ``prev_hash``."""
-    return sha256(prev_hash.encode("ascii") + canonical(seq, content, at_text)).hexdigest()
+    return sha256(prev_hash.encode("ascii") + canonical(seq, content)).hexdigest()
+
+
+def chained_rows(
+    contents: list[Content], head_seq: int, head_hash: str, encode_at: Callable[[datetime], Any]
+) -> tuple[list[tuple[Any, ...]], int, str]:
+    """The rows that chain ``contents`` after the record at ``head_seq`` hashed
+    ``head_hash`` (each content, ``at`` encoded for the driver, then ``seq``,
+    ``prev_hash`` and ``hash``), and the seq and hash of the new head."""
+    seq, prev_hash = head_seq, head_hash
+    rows = []
+    for content in contents:
+        seq += 1
+        digest = chain_hash(prev_hash, seq, content)
+        rows.append((encode_at(content[0]), *content[1:], seq, prev_hash, digest))
+        prev_hash = digest
+    return rows, seq, prev_hash

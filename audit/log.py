@@ -37,7 +37,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from audit.chain import CONTENT_COLUMNS, Content, chain_hash, record_content
+from audit.chain import CONTENT_COLUMNS, Content, chained_rows, record_content
 from audit.errors import AuditUnavailable
 from audit.record import AuditRecord
 from audit.sqlite_appender import RecordsRefused, SqliteAppender, sqlite_time
@@ -365,15 +365,9 @@ class AuditLog:
                 if head is None:
                     raise _StoreDown("audit_chain_head has no row: is the schema migrated?")
                 head_seq, head_hash = tuple(head)
-                seq, prev_hash = int(head_seq), str(head_hash)
-                rows = []
-                for item in items:
-                    content = item.content
-                    assert content is not None
-                    seq += 1
-                    digest = chain_hash(prev_hash, seq, content)
-                    rows.append((encode_at(content[0]), *content[1:], seq, prev_hash, digest))
-                    prev_hash = digest
+                rows, seq, prev_hash = chained_rows(
+                    _contents(items), int(head_seq), str(head_hash), encode_at
+                )
                 try:
                     await conn.exec_driver_sql(insert, rows)
                 except Exception as exc:
@@ -386,9 +380,8 @@ class AuditLog:
             raise _StoreDown("the audit store failed") from exc
 
     async def _commit_sqlite(self, appender: SqliteAppender, items: list[_Item]) -> None:
-        contents = [item.content for item in items if item.content is not None]
         try:
-            await appender.append(contents)
+            await appender.append(_contents(items))
         except RecordsRefused as refused:
             raise _Rejected() from refused.__cause__
         except Exception as exc:
@@ -531,6 +524,11 @@ class AuditLog:
         fields = record.as_dict()
         fields.pop("at")
         self._log.log(level, "invocation", **fields)
+
+
+def _contents(items: list[_Item]) -> list[Content]:
+    """The computed contents of ``items`` (``_store`` computes them before committing)."""
+    return [item.content for item in items if item.content is not None]
 
 
 def _sqlite_appender(db: Database) -> SqliteAppender | None:

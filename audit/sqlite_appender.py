@@ -16,7 +16,7 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from audit.chain import Content, chain_hash
+from audit.chain import Content, chained_rows
 
 #: How long a batch waits for another process' write lock before the store counts as down.
 BUSY_TIMEOUT_MS = 10_000
@@ -81,14 +81,7 @@ class SqliteAppender:
             head = conn.execute(self._read_head).fetchone()
             if head is None:
                 raise HeadMissing("audit_chain_head has no row: is the schema migrated?")
-            seq, prev_hash = int(head[0]), str(head[1])
-            rows = []
-            for content in contents:
-                seq += 1
-                iso = content[0].isoformat(timespec="microseconds")  # one text, two forms
-                digest = chain_hash(prev_hash, seq, content, iso + "Z")
-                rows.append((f"{iso[:10]} {iso[11:]}", *content[1:], seq, prev_hash, digest))
-                prev_hash = digest
+            rows, seq, prev_hash = chained_rows(contents, int(head[0]), str(head[1]), sqlite_time)
             try:
                 conn.executemany(self._insert, rows)
             except sqlite3.OperationalError:

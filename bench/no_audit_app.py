@@ -12,10 +12,8 @@ from collections.abc import Sequence
 from starlette.applications import Starlette
 
 from audit.record import AuditRecord
-from bench.serve import serve_factory
+from bench.serve import serve_factory, server_app
 from specops.app import Server
-from specops.logging import configure_logging
-from specops.settings import Settings
 
 
 class NoAudit:
@@ -30,11 +28,11 @@ class NoAudit:
 
 def create_app() -> Starlette:
     """The ASGI app for ``uvicorn --factory bench.no_audit_app:create_app``."""
-    settings = Settings()
-    configure_logging(settings.log_format, settings.log_level)  # as the specops CLI does
-    server = Server.build(settings)
-    server.pipeline.audit = NoAudit()
-    return server.asgi()
+
+    def without_audit(server: Server) -> None:
+        server.pipeline.audit = NoAudit()
+
+    return server_app(without_audit)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

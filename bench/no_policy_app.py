@@ -15,12 +15,10 @@ from collections.abc import Sequence
 
 from starlette.applications import Starlette
 
-from bench.serve import serve_factory
+from bench.serve import serve_factory, server_app
 from policy.actor import Actor
 from policy.rules import Decision
 from specops.app import Server
-from specops.logging import configure_logging
-from specops.settings import Settings
 
 #: The one answer of AllowAll (a Decision is frozen: sharing it is safe).
 ALLOW = Decision(True, "bench: allow all")
@@ -38,11 +36,11 @@ class AllowAll:
 
 def create_app() -> Starlette:
     """The ASGI app for ``uvicorn --factory bench.no_policy_app:create_app``."""
-    settings = Settings()
-    configure_logging(settings.log_format, settings.log_level)  # as the specops CLI does
-    server = Server.build(settings)
-    server.pipeline.authorizer = AllowAll()
-    return server.asgi()
+
+    def without_policy(server: Server) -> None:
+        server.pipeline.authorizer = AllowAll()
+
+    return server_app(without_policy)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

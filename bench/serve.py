@@ -1,9 +1,25 @@
-"""Serve a bench app factory with the uvicorn settings ``specops serve`` uses."""
+"""Serving the bench apps: our server with a part replaced, by uvicorn as ``specops serve`` does."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+from starlette.applications import Starlette
+
+from specops.app import Server
+from specops.logging import configure_logging
+from specops.settings import Settings
+
+
+def server_app(adjust: Callable[[Server], None]) -> Starlette:
+    """The app ``specops serve`` builds (same settings, logging and database), after
+    ``adjust`` replaced a part of its server (an allow-all authorizer, say)."""
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)  # as the specops CLI does
+    server = Server.build(settings)
+    adjust(server)
+    return server.asgi()
 
 
 def serve_factory(factory: str, description: str | None, argv: Sequence[str] | None) -> None:

@@ -21,7 +21,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,8 +31,8 @@ from sqlalchemy import text
 from audit.record import AuditRecord
 from registry.invocation import Invocation
 from registry.tracing import parse_traceparent
+from tests.conftest import _database_url
 from tests.support.api import CAPTURE, capture_body, create_invoice, new_user, rid
-from tests.support.databases import postgres_available, postgres_database, sqlite_url
 from tests.support.mcp_client import http_client, meta
 from tests.support.stack import Stack
 from tests.unit.test_trace_context import RUNS, MemoryIdempotency, Sink, make_pipeline
@@ -293,16 +292,8 @@ CREATE = "/api/ops/billing.createInvoice"
 LIST = "/api/ops/billing.listInvoices"
 
 
-@asynccontextmanager
-async def database_url(backend: str, tmp: Path) -> AsyncIterator[str]:
-    if backend == "sqlite":
-        yield sqlite_url(tmp)
-        return
-    reason = await postgres_available()
-    if reason:
-        pytest.skip(reason)
-    async with postgres_database() as url:
-        yield url
+#: A database of ``backend`` (skipped where PostgreSQL is absent), as a context manager.
+database_url = asynccontextmanager(_database_url)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

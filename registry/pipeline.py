@@ -283,33 +283,19 @@ class Pipeline:
         credentials at the MCP endpoint, a GraphQL document that does not validate, a
         method REST does not serve): one record against ``endpoint``, naming the caller
         when ``credentials`` identify one. Nothing ran, so it joins the next group commit."""
-        actor = await self.actor_for(credentials) if credentials is not None else None
-        record = AuditRecord(
-            at=time.time(),
-            request_id=request_id,
+        invocation = Invocation(
+            key=endpoint,
+            input=None,
             transport=transport,
-            client=clip(client, 128),
-            tenant_id=actor.tenant_id if actor else None,
-            actor_id=actor.id if actor else None,
-            actor_kind=actor.kind if actor else None,
-            credential_id=actor.credential_id if actor else None,
-            operation_key=endpoint,
-            operation_version=None,
-            decision=decision,
-            outcome=error.code,
-            status=error.status,
-            latency_ms=0.0,
-            idempotency_key=None,
-            replayed=False,
-            input_digest=None,
-            detail=clip(error.detail, 2000),
-            policy_rule=policy_rule,
+            request_id=request_id,
+            client=client,
             trace_id=trace_id or new_trace_id(),
         )
-        try:
-            await self.audit.write(record, durable=False)
-        except Exception:
-            log.exception("audit_write_failed", request_id=request_id)
+        call = Call(invocation, time.perf_counter(), decision=decision, policy_rule=policy_rule)
+        call.error = error
+        if credentials is not None:
+            call.actor = await self.actor_for(credentials)
+        await self.write_audit(call, call.outcome())
 
     async def finish(self, call: Call) -> Outcome:
         """Settle the idempotency key (so that it holds the real outcome), then write the
@@ -645,7 +631,7 @@ class Pipeline:
             idempotency_key=clip(inv.idempotency_key, MAX_IDEMPOTENCY_KEY),
             replayed=call.replayed,
             input_digest=call.input_digest,
-            detail=problem.detail if problem and problem.code != "INTERNAL" else None,
+            detail=clip(problem.detail, 2000) if problem and problem.code != "INTERNAL" else None,
             policy_rule=clip(call.policy_rule, 255),
             trace_id=inv.trace_id,
             input=seen.text() if seen is not None else None,

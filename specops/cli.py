@@ -102,7 +102,7 @@ def ops_show(key: str, version: str | None) -> None:
     c = op.contract
     doc: dict[str, Any] = {
         "key": c.key,
-        "version": str(c.version),
+        "version": c.version_text,
         "kind": c.kind,
         "title": c.title,
         "description": c.description,

@@ -243,13 +243,13 @@ def _operation(
     if method == "post":
         errors += POST_ERRORS
     doc: dict[str, Any] = {
-        "operationId": f"{c.key.replace('.', '_')}_v{str(c.version).replace('.', '_')}_{method}",
+        "operationId": f"{c.key.replace('.', '_')}_v{c.version_text.replace('.', '_')}_{method}",
         "summary": c.title,
         "description": f"{c.description}\n\nGoal: {c.goal}\n\nContext: {c.context}",
         "tags": [c.domain],
         "x-specops": {
             "key": c.key,
-            "version": str(c.version),
+            "version": c.version_text,
             "kind": c.kind,
             "stability": c.stability,
             "owners": list(c.owners),
@@ -318,7 +318,7 @@ def openapi_document(
                 m: {
                     **d,
                     "operationId": d["operationId"].replace(
-                        f"_v{str(c.version).replace('.', '_')}", ""
+                        f"_v{c.version_text.replace('.', '_')}", ""
                     ),
                 }
                 for m, d in item.items()

@@ -583,14 +583,14 @@ def root_fields(registry: Registry, mapper: TypeMapper) -> list[tuple[RootField,
     entries += [(op, True) for op in registry.operations()]
     for op, pinned in entries:
         c = op.contract
-        name = pinned_field_name(c.key, str(c.version)) if pinned else field_name(c.key)
+        name = pinned_field_name(c.key, c.version_text) if pinned else field_name(c.key)
         ref = f"{c.ref}{'' if pinned else ' (latest)'}"
         if name in seen:
             raise SchemaBuildError(f"GraphQL field {name} would serve both {seen[name]} and {ref}")
         seen[name] = ref
         mapper.owner = name
         to_wire = mapper.input_type(c.input)[1] if c.input.model_fields else None
-        fields.append((RootField(name, op, str(c.version) if pinned else None, to_wire), pinned))
+        fields.append((RootField(name, op, c.version_text if pinned else None, to_wire), pinned))
     return fields
 
 

@@ -21,7 +21,7 @@ def tool_name(contract: Contract, *, pinned: bool) -> str:
     """``billing_capturePayment`` (latest), or ``billing_capturePayment_v1_0_0`` (pinned)."""
     name = contract.key.replace(".", "_")
     if pinned:
-        name = f"{name}_v{_NOT_IN_NAMES.sub('_', str(contract.version))}"
+        name = f"{name}_v{_NOT_IN_NAMES.sub('_', contract.version_text)}"
     if not TOOL_NAME.fullmatch(name):
         raise ContractError(
             f"{contract.ref}: MCP tool name {name!r} must match {TOOL_NAME.pattern} "

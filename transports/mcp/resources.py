@@ -55,7 +55,7 @@ class DocCatalog:
             meta={
                 "operation": {
                     "key": contract.key,
-                    "version": str(contract.version),
+                    "version": contract.version_text,
                     "kind": contract.kind,
                 },
                 "tool": tool_name(contract, pinned=pinned),

@@ -46,7 +46,7 @@ class ToolEntry:
     @property
     def version(self) -> str | None:
         """The version an invocation pins, or None to resolve the latest at call time."""
-        return str(self.operation.contract.version) if self.pinned else None
+        return self.operation.contract.version_text if self.pinned else None
 
 
 class ToolCatalog:
@@ -114,7 +114,7 @@ def build_tool(contract: Contract, *, pinned: bool) -> types.Tool:
         meta={
             "operation": {
                 "key": contract.key,
-                "version": str(contract.version),
+                "version": contract.version_text,
                 "kind": contract.kind,
             },
             "pinned": pinned,

@@ -32,6 +32,7 @@ from audit.redaction import RedactedInput, plan_for
 from policy.actor import Actor
 from registry.context import Context
 from registry.contract import Contract, Rule
+from registry.deadlines import Deadlines
 from registry.errors import CATALOGUE, PASS_THROUGH_CODES, Issue, OperationError, Problem
 from registry.invocation import Invocation, OperationRef, Outcome, Transport
 from registry.model import WireModel
@@ -195,6 +196,7 @@ class Pipeline:
         self.rate_limiter = rate_limiter
         self.idempotency_wait_seconds = idempotency_wait_seconds
         self.audit_queries_when_unavailable = audit_queries_when_unavailable
+        self.deadlines = Deadlines()
         self.stages = (
             self.resolve,
             self.identify,
@@ -516,8 +518,9 @@ class Pipeline:
         )
         try:
             call.ran_handler = True
-            async with asyncio.timeout(contract.timeout_seconds):
-                result = await call.operation.handler(call.input, ctx)
+            result = await self.deadlines.run(
+                call.operation.handler(call.input, ctx), contract.timeout_seconds
+            )
         except OperationError as exc:
             if exc.code == "FORBIDDEN":
                 call.decision = "deny"  # the handler asked policy a further question

@@ -7,7 +7,7 @@ all zeros, is ignored: the invocation gets a new trace id, as one without a head
 
 from __future__ import annotations
 
-import os
+import random
 import re
 from dataclasses import dataclass
 
@@ -50,12 +50,14 @@ def parse_traceparent(value: str | None) -> TraceParent | None:
 
 
 def new_trace_id() -> str:
-    """128 random bits as 32 hex digits (never all zeros in practice)."""
-    return os.urandom(16).hex()
+    """128 random bits as 32 hex digits, never all zeros. Like request ids, trace ids
+    guard nothing, so ``random`` (seeded from the OS) makes them without a system call."""
+    return f"{random.getrandbits(128) or 1:032x}"
 
 
 def new_span_id() -> str:
-    return os.urandom(8).hex()
+    """64 random bits as 16 hex digits, never all zeros."""
+    return f"{random.getrandbits(64) or 1:016x}"
 
 
 def trace_id_from(value: str | None) -> str | None:

@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from registry.invocation import request_id_from
 from registry.pipeline import Pipeline
@@ -42,6 +43,24 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return problem_response(body, exc.status_code, headers)
 
 
+class SpecopsApp(Starlette):
+    """Starlette, except that REST calls go straight to their endpoint: it answers every
+    outcome itself (problem documents included), so Starlette's routing and middleware
+    would only add their cost. Everything else is Starlette's."""
+
+    def __init__(self, rest: RestTransport, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rest = rest
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        params = self.rest.matches(scope)
+        if params is None:
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self
+        await self.rest.handle(scope, receive, send, params)
+
+
 def create_asgi_app(
     pipeline: Pipeline,
     *,
@@ -67,15 +86,17 @@ def create_asgi_app(
             status_code=200 if ready else 503,
         )
 
+    rest = RestTransport(pipeline)
     routes: list[Any] = [
-        *RestTransport(pipeline).routes(),
+        *rest.routes(),
         *GraphQLTransport(pipeline, introspection=graphql_introspection).routes(),
         *(mcp.routes() if mcp is not None else []),
         Route("/api/openapi.json", openapi, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
-    return Starlette(
+    return SpecopsApp(
+        rest,
         routes=routes,
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,

@@ -4,28 +4,46 @@ This module only parses HTTP into an ``Invocation`` and renders the ``Outcome``;
 pipeline does everything else. A ``traceparent`` header (W3C trace context) names the
 invocation's trace; the response's ``traceparent`` continues it (same trace id, a new span
 id), or starts the one the pipeline made up.
+
+The endpoint is a plain ASGI app: it reads the few headers it needs from the scope in one
+pass and writes the response messages itself, so a call costs the pipeline and little
+else. ``RestTransport.matches`` lets the app hand it ``/api/ops/...`` requests before
+Starlette's routing and middleware (``transports.app``); Starlette's routes reach the
+same endpoint for anything else (trailing slashes, ``root_path`` mounts).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route, request_response
+import structlog
+from starlette.datastructures import QueryParams
+from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from registry.errors import CATALOGUE, Issue, OperationError, Problem
 from registry.invocation import Invocation, OperationRef, Outcome, request_id_from
 from registry.pipeline import Pipeline
 from registry.tracing import response_traceparent, trace_id_from
-from transports.http import bearer_credentials, client_address, outcome_response
+from transports.http import (
+    RequestHeaders,
+    client_of,
+    credentials_from,
+    send_outcome,
+)
+
+log = structlog.get_logger("specops.rest")
 
 MAX_BODY_BYTES = 1024 * 1024
 #: The methods that reach the pipeline (GET for queries, POST for all); others are 405.
 ROUTED_METHODS = frozenset({"GET", "HEAD", "POST"})
+PREFIX = "/api/ops/"
+
+
+class ClientGone(Exception):
+    """The client disconnected before its body arrived: there is no one to answer."""
 
 
 def _not_an_object() -> OperationError:
@@ -34,6 +52,10 @@ def _not_an_object() -> OperationError:
         "Input must be a JSON object",
         issues=(Issue("", "object_type", "Input should be an object"),),
     )
+
+
+def _too_large() -> OperationError:
+    return CATALOGUE.PAYLOAD_TOO_LARGE(f"Bodies are limited to {MAX_BODY_BYTES} bytes")
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -45,17 +67,21 @@ def _is_json(content_type: str | None) -> bool:
     )
 
 
-def query_input(request: Request) -> tuple[Any, OperationError | None]:
+def _decode(text: str | bytes, what: str) -> tuple[Any, OperationError | None]:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None, CATALOGUE.MALFORMED_REQUEST(f"{what} is not valid JSON")
+    except RecursionError:
+        return None, CATALOGUE.MALFORMED_REQUEST(f"{what} nests too deeply")
+    return (None, _not_an_object()) if data is None else (data, None)
+
+
+def query_input(query_string: bytes) -> tuple[Any, OperationError | None]:
     """A GET's input: ``?input=<json>``, or the query parameters as fields."""
-    params = request.query_params
+    params = QueryParams(query_string)
     if "input" in params:
-        try:
-            decoded = json.loads(params["input"])
-        except ValueError:
-            return None, CATALOGUE.MALFORMED_REQUEST("The input parameter is not valid JSON")
-        except RecursionError:
-            return None, CATALOGUE.MALFORMED_REQUEST("The input parameter nests too deeply")
-        return (None, _not_an_object()) if decoded is None else (decoded, None)
+        return _decode(params["input"], "The input parameter")
     data: dict[str, Any] = {}
     for name in params:
         values = params.getlist(name)
@@ -63,58 +89,133 @@ def query_input(request: Request) -> tuple[Any, OperationError | None]:
     return data, None
 
 
-async def body_input(request: Request) -> tuple[Any, OperationError | None]:
-    """A POST's input: the JSON body (an empty body counts as ``{}``)."""
-    declared = request.headers.get("content-length")
+async def read_body(receive: Receive, declared: str | None) -> bytes | None:
+    """The request body, or None once it exceeds ``MAX_BODY_BYTES`` (declared or sent).
+    Raises ``ClientGone`` when the client disconnects first."""
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        return None, CATALOGUE.PAYLOAD_TOO_LARGE(f"Bodies are limited to {MAX_BODY_BYTES} bytes")
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        return None, CATALOGUE.PAYLOAD_TOO_LARGE(f"Bodies are limited to {MAX_BODY_BYTES} bytes")
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                return None
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def body_input(body: bytes | None, content_type: str | None) -> tuple[Any, OperationError | None]:
+    """A POST's input: the JSON body (an empty body counts as ``{}``)."""
+    if body is None:
+        return None, _too_large()
     if not body.strip():
         return {}, None
-    if not _is_json(request.headers.get("content-type")):
+    if not _is_json(content_type):
         return None, CATALOGUE.UNSUPPORTED_MEDIA_TYPE("Send the input as application/json")
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None, CATALOGUE.MALFORMED_REQUEST("The body is not valid JSON")
-    except RecursionError:
-        return None, CATALOGUE.MALFORMED_REQUEST("The body nests too deeply")
-    return (None, _not_an_object()) if data is None else (data, None)
+    return _decode(body, "The body")
 
 
-class AnyMethod:
-    """An endpoint as a plain ASGI app: Starlette routes every method to one of these,
-    where a function endpoint only gets the methods listed."""
-
-    def __init__(self, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
-        self.app = request_response(endpoint)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
+def path_params(path: str) -> dict[str, str] | None:
+    """``key`` (and ``version``) of ``/api/ops/<key>[/v<version>]``, as Starlette's routes
+    would match them; None for any other path."""
+    if not path.startswith(PREFIX):
+        return None
+    parts = path[len(PREFIX) :].split("/")
+    if len(parts) == 1 and parts[0]:
+        return {"key": parts[0]}
+    if len(parts) == 2 and parts[0] and len(parts[1]) > 1 and parts[1][0] == "v":
+        return {"key": parts[0], "version": parts[1][1:]}
+    return None
 
 
 class RestTransport:
-    """Routes for every operation of the pipeline's registry."""
+    """The REST endpoint for every operation of the pipeline's registry, as an ASGI app."""
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
 
     def routes(self) -> list[Route]:
         # Every method reaches the endpoint, so that a 405 names what the operation allows.
-        endpoint = AnyMethod(self.endpoint)
         return [
-            Route("/api/ops/{key}", endpoint),
-            Route("/api/ops/{key}/v{version}", endpoint),
+            Route("/api/ops/{key}", self),
+            Route("/api/ops/{key}/v{version}", self),
         ]
 
-    async def method_not_allowed(self, request: Request) -> Response:
+    @staticmethod
+    def matches(scope: Scope) -> dict[str, str] | None:
+        """The path parameters when this endpoint serves the HTTP request at once."""
+        if scope["type"] != "http" or scope.get("root_path"):
+            return None
+        return path_params(scope["path"])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Starlette's route: the path parameters are in the scope."""
+        await self.handle(scope, receive, send, scope["path_params"])
+
+    async def handle(
+        self, scope: Scope, receive: Receive, send: Send, params: dict[str, str]
+    ) -> None:
+        """Answer one request for the operation the path parameters name."""
+        try:
+            await self.serve(scope, receive, send, params)
+        except ClientGone:
+            return
+        except Exception:  # a bug of ours: answer as Starlette's error middleware would
+            log.exception("rest_endpoint_failure", path=scope["path"])
+            request_id = request_id_from(None)
+            error = Outcome(request_id, None, problem=Problem.of(CATALOGUE.INTERNAL()))
+            with contextlib.suppress(Exception):  # unless the response had started
+                await send_outcome(send, error)
+
+    async def serve(
+        self, scope: Scope, receive: Receive, send: Send, params: dict[str, str]
+    ) -> None:
+        headers = RequestHeaders.of(scope)
+        method = scope["method"]
+        if method not in ROUTED_METHODS:
+            await self.method_not_allowed(scope, send, params, headers)
+            return
+        read_only = method in ("GET", "HEAD")
+        if read_only:
+            payload, error = query_input(scope.get("query_string", b""))
+        else:
+            body = await read_body(receive, headers.content_length)
+            payload, error = body_input(body, headers.content_type)
+        invocation = Invocation(
+            key=params["key"],
+            version=params.get("version"),
+            input=payload,
+            transport="rest",
+            credentials=credentials_from(headers.authorization),
+            idempotency_key=headers.idempotency_key,
+            request_id=request_id_from(headers.request_id),
+            client=client_of(scope),
+            read_only=read_only,
+            wire_error=error,
+            trace_id=trace_id_from(headers.traceparent),
+        )
+        outcome = await self.pipeline.invoke(invocation)
+        extra = None
+        if invocation.trace_id is not None:  # the pipeline sets one
+            extra = (
+                (b"traceparent", response_traceparent(invocation.trace_id, headers.traceparent)),
+            )
+        await send_outcome(send, outcome, extra)
+
+    async def method_not_allowed(
+        self, scope: Scope, send: Send, params: dict[str, str], headers: RequestHeaders
+    ) -> None:
         """405 naming the methods of this operation: POST for a command, GET and POST for
         a query or an unknown key. Answered here, before any stage, and audited against
         the path's key."""
-        key = request.path_params["key"]
-        operation = self.pipeline.registry.resolve(key, request.path_params.get("version"))
+        key = params["key"]
+        operation = self.pipeline.registry.resolve(key, params.get("version"))
         ref = None
         allow = "GET, POST"
         if operation is not None:
@@ -123,44 +224,17 @@ class RestTransport:
             if c.kind == "command":
                 allow = "POST"
         error = CATALOGUE.METHOD_NOT_ALLOWED(
-            f"{request.method} is not supported here; use {allow.replace(', ', ' or ')}",
+            f"{scope['method']} is not supported here; use {allow.replace(', ', ' or ')}",
             headers={"Allow": allow},
         )
-        request_id = request_id_from(request.headers.get("x-request-id"))
+        request_id = request_id_from(headers.request_id)
         await self.pipeline.record_refusal(
             transport="rest",
             endpoint=key[:200],
             error=error,
             request_id=request_id,
-            client=client_address(request),
-            trace_id=trace_id_from(request.headers.get("traceparent")),
-            credentials=bearer_credentials(request),
+            client=client_of(scope),
+            trace_id=trace_id_from(headers.traceparent),
+            credentials=credentials_from(headers.authorization),
         )
-        return outcome_response(Outcome(request_id, ref, problem=Problem.of(error)))
-
-    async def endpoint(self, request: Request) -> Response:
-        if request.method not in ROUTED_METHODS:
-            return await self.method_not_allowed(request)
-        read_only = request.method in ("GET", "HEAD")
-        if read_only:
-            payload, error = query_input(request)
-        else:
-            payload, error = await body_input(request)
-        traceparent = request.headers.get("traceparent")
-        invocation = Invocation(
-            key=request.path_params["key"],
-            version=request.path_params.get("version"),
-            input=payload,
-            transport="rest",
-            credentials=bearer_credentials(request),
-            idempotency_key=request.headers.get("idempotency-key"),
-            request_id=request_id_from(request.headers.get("x-request-id")),
-            client=client_address(request),
-            read_only=read_only,
-            wire_error=error,
-            trace_id=trace_id_from(traceparent),
-        )
-        response = outcome_response(await self.pipeline.invoke(invocation))
-        if invocation.trace_id is not None:  # the pipeline sets one
-            response.headers["traceparent"] = response_traceparent(invocation.trace_id, traceparent)
-        return response
+        await send_outcome(send, Outcome(request_id, ref, problem=Problem.of(error)))

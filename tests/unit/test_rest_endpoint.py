@@ -1,0 +1,120 @@
+"""The REST endpoint's own parsing: paths, headers and bodies read from raw ASGI."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from starlette.types import Message
+
+from registry.invocation import Outcome
+from transports.http import RequestHeaders
+from transports.rest import MAX_BODY_BYTES, ClientGone, RestTransport, path_params, read_body
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/api/ops/system.ping", {"key": "system.ping"}),
+        ("/api/ops/billing.getInvoice/v1.0.0", {"key": "billing.getInvoice", "version": "1.0.0"}),
+        ("/api/ops/", None),
+        ("/api/ops/system.ping/", None),  # Starlette redirects it
+        ("/api/ops/system.ping/v", None),
+        ("/api/ops/system.ping/1.0.0", None),
+        ("/api/ops/a/v1/extra", None),
+        ("/api/openapi.json", None),
+        ("/graphql", None),
+    ],
+)
+def test_paths_match_as_starlettes_routes_would(path: str, expected: object) -> None:
+    assert path_params(path) == expected
+
+
+def test_only_plain_http_requests_take_the_direct_path() -> None:
+    scope: dict[str, Any] = {"type": "http", "path": "/api/ops/system.ping", "root_path": ""}
+    assert RestTransport.matches(scope) == {"key": "system.ping"}
+    assert RestTransport.matches({**scope, "type": "websocket"}) is None
+    assert RestTransport.matches({**scope, "root_path": "/mounted"}) is None
+
+
+def test_headers_are_read_in_one_pass_and_the_first_of_a_repeated_one_wins() -> None:
+    scope = {
+        "headers": [
+            (b"authorization", b"Bearer one"),
+            (b"authorization", b"Bearer two"),
+            (b"x-request-id", b"req-12345678"),
+            (b"content-type", b"application/json"),
+            (b"accept", b"*/*"),
+        ]
+    }
+    found = RequestHeaders.of(scope)
+    assert found.authorization == "Bearer one"
+    assert found.request_id == "req-12345678"
+    assert found.content_type == "application/json"
+    assert found.idempotency_key is None and found.traceparent is None
+
+
+def _receiver(messages: list[Message]) -> Any:
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    return receive
+
+
+async def test_a_chunked_body_is_joined() -> None:
+    receive = _receiver(
+        [
+            {"type": "http.request", "body": b'{"a":', "more_body": True},
+            {"type": "http.request", "body": b"1}", "more_body": False},
+        ]
+    )
+    assert await read_body(receive, None) == b'{"a":1}'
+
+
+async def test_a_body_over_the_limit_is_refused_while_it_streams() -> None:
+    chunk = b" " * (MAX_BODY_BYTES // 2 + 1)
+    receive = _receiver(
+        [
+            {"type": "http.request", "body": chunk, "more_body": True},
+            {"type": "http.request", "body": chunk, "more_body": True},
+            # never read: the limit is known to be broken before
+            {"type": "http.request", "body": b"", "more_body": False},
+        ]
+    )
+    assert await read_body(receive, None) is None
+    assert await read_body(_receiver([]), str(MAX_BODY_BYTES + 1)) is None
+
+
+async def test_a_client_that_leaves_before_its_body_is_noticed() -> None:
+    receive = _receiver([{"type": "http.disconnect"}])
+    with pytest.raises(ClientGone):
+        await read_body(receive, "10")
+
+
+class _BrokenPipeline:
+    async def invoke(self, invocation: object) -> Outcome:
+        raise RuntimeError("a bug")
+
+
+async def test_a_failure_of_the_endpoint_itself_answers_an_internal_problem() -> None:
+    rest = RestTransport(_BrokenPipeline())  # type: ignore[arg-type]
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/api/ops/system.ping",
+        "query_string": b"",
+        "headers": [],
+        "client": ("127.0.0.1", 1234),
+    }
+    await rest.handle(scope, _receiver([]), send, {"key": "system.ping"})
+    assert sent[0]["status"] == 500
+    headers = dict(sent[0]["headers"])
+    assert headers[b"content-type"] == b"application/problem+json"
+    body = json.loads(sent[1]["body"])
+    assert body["code"] == "INTERNAL" and "a bug" not in json.dumps(body)

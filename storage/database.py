@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,11 @@ class Database:
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        #: SQLite has one writer at a time, and a writer that finds the file locked
+        #: sleeps in SQLite's busy handler (a millisecond and more) before it retries.
+        #: This process' write transactions (``begin``, the audit writer's batches)
+        #: therefore queue here first; only other processes still meet the busy handler.
+        self.write_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 
@@ -58,8 +65,16 @@ class Database:
         return self.engine.connect()
 
     def begin(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        """``async with db.begin() as conn`` for a transaction that commits on success."""
-        return self.engine.begin()
+        """``async with db.begin() as conn`` for a transaction that commits on success.
+        On SQLite it first takes ``write_lock`` (see there)."""
+        if self.write_lock is None:
+            return self.engine.begin()
+        return self._locked_begin(self.write_lock)
+
+    @asynccontextmanager
+    async def _locked_begin(self, lock: asyncio.Lock) -> AsyncIterator[AsyncConnection]:
+        async with lock, self.engine.begin() as conn:
+            yield conn
 
     async def ping(self) -> None:
         """Raise if the database does not answer."""

@@ -320,3 +320,36 @@ async def test_a_nul_in_caller_text_does_not_cost_the_record(audit, database) ->
         "No operation nothing\ufffdhere",
     )
     assert (await verify_chain(database)).ok
+
+
+async def test_on_sqlite_writers_of_one_process_queue_instead_of_meeting_the_busy_handler(
+    database,
+) -> None:
+    """Application transactions (``Database.begin``) and the audit writer's batches take
+    turns on ``write_lock``: a record written while a transaction is open is stored once
+    it closes, and no transaction overlaps another."""
+    if database.write_lock is None:
+        pytest.skip("only SQLite has a single writer")
+    audit = AuditLog(database, flush_seconds=0.01)
+    spans: list[tuple[float, float]] = []
+    loop = asyncio.get_running_loop()
+
+    async def transaction() -> None:
+        async with database.begin() as conn:
+            start = loop.time()
+            await conn.exec_driver_sql("SELECT 1")
+            await asyncio.sleep(0.02)
+            spans.append((start, loop.time()))
+
+    try:
+        async with database.begin():
+            write = asyncio.create_task(audit.write(record(request_id="req-locked"), durable=True))
+            await asyncio.sleep(0.05)
+            assert not write.done()  # the batch waits for this transaction
+        await asyncio.wait_for(write, 5)
+        assert [row["request_id"] for row in await stored(database, "req-locked")] == ["req-locked"]
+        await asyncio.gather(*(transaction() for _ in range(5)))
+        spans.sort()
+        assert all(end <= later_start for (_, end), (later_start, _) in pairwise(spans))
+    finally:
+        await audit.close()

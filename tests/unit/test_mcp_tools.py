@@ -1,4 +1,5 @@
-"""MCP: the tool list generated from the registry, and calls through mcp.Client in-process."""
+"""MCP: the tool list generated from the registry, calls through mcp.Client in-process, and
+stateless JSON POSTs answered as the SDK's session manager answers them."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from mcp import Client
 from mcp.shared.exceptions import MCPError
-from mcp_types import TextResourceContents
+from mcp_types import INTERNAL_ERROR, TextResourceContents
+from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from registry.contract import ContractError, Deprecation
 from registry.registry import Registry
@@ -24,6 +28,7 @@ from tests.support.databases import sqlite_url
 from tests.support.mcp_client import meta, text_of
 from tests.support.stack import audit_rows
 from tests.unit.conftest import Declare, ThingInput
+from transports.mcp import McpHttp
 from transports.mcp.names import TOOL_NAME, doc_uri, tool_name
 from transports.mcp.resources import DocCatalog
 from transports.mcp.server import Caller, build_server, unknown_tool_key
@@ -364,3 +369,177 @@ async def test_documentation_resources(server: Server) -> None:
     async with connect(server, nobody) as client:
         with pytest.raises(MCPError, match="Unknown resource"):
             await client.read_resource("specops://ops/system.ping")
+
+
+# -- stateless JSON POSTs: our single-exchange path against the SDK's session manager ---
+
+POST_HEADERS = {
+    "Accept": "application/json, text/event-stream",
+    "Content-Type": "application/json",
+    "mcp-protocol-version": LATEST_HANDSHAKE_VERSION,
+}
+ORIGIN = "http://127.0.0.1:8000"
+SAME_ID = "req-lean-0001"  # the same request id on both paths, so the answers compare equal
+
+
+def rpc(method: str, params: dict[str, Any] | None = None, id: int | str = 1) -> dict[str, Any]:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "id": id, "method": method}
+    if params is not None:
+        message["params"] = params
+    return message
+
+
+def tool_call(name: str, arguments: dict[str, Any] | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"name": name, "_meta": {"requestId": SAME_ID}}
+    if arguments is not None:
+        params["arguments"] = arguments
+    return rpc("tools/call", params)
+
+
+INITIALIZE = rpc(
+    "initialize",
+    {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"},
+    },
+)
+PING = rpc("ping", id="p")
+#: name -> (body, headers over POST_HEADERS; None removes one)
+POSTS: dict[str, tuple[Any, dict[str, str | None]]] = {
+    "call": (tool_call("system_ping", {"message": "hi"}), {}),
+    "call without arguments": (tool_call("system_ping", None), {}),
+    "invalid arguments": (tool_call("system_ping", {"message": 5}), {}),
+    "unknown tool": (tool_call("no_such_tool", {}), {}),
+    "call params without a name": (rpc("tools/call", {"arguments": {}}), {}),
+    "tools/list": (rpc("tools/list"), {}),
+    "resources/list": (rpc("resources/list", {}), {}),
+    "resources/read": (rpc("resources/read", {"uri": "specops://ops/system.ping"}), {}),
+    "unknown resource": (rpc("resources/read", {"uri": "specops://ops/no.such"}), {}),
+    "ping": (PING, {}),
+    "initialize": (INITIALIZE, {}),
+    "unknown method": (rpc("prompts/list"), {}),
+    "notification": ({"jsonrpc": "2.0", "method": "notifications/initialized"}, {}),
+    "posted response": ({"jsonrpc": "2.0", "id": 9, "result": {}}, {}),
+    "batch": ([PING], {}),
+    "not JSON": (b"{nope", {}),
+    "not JSON-RPC": ({"hello": 1}, {}),
+    "no protocol version": (
+        tool_call("system_ping", {"message": "hi"}),
+        {"mcp-protocol-version": None},
+    ),
+    "older protocol version": (PING, {"mcp-protocol-version": "2025-03-26"}),
+    "unknown protocol version": (PING, {"mcp-protocol-version": "1999-01-01"}),
+    "SSE only accepted": (PING, {"Accept": "text/event-stream"}),
+    "any type accepted": (PING, {"Accept": "*/*"}),
+    "not a JSON content type": (PING, {"Content-Type": "text/plain"}),
+    "another JSON content type": (PING, {"Content-Type": "application/json-seq"}),
+    "charset": (PING, {"Content-Type": "application/json; charset=utf-8"}),
+    "wrong Host": (PING, {"Host": "evil.example"}),
+    "wrong Origin": (PING, {"Origin": "http://evil.example"}),
+    "local Origin": (PING, {"Origin": "http://localhost:3000"}),
+    "too large": (tool_call("system_ping", {"message": "x" * (4 * 1024 * 1024)}), {}),
+}
+
+
+@asynccontextmanager
+async def stateless_endpoint(server: Server) -> AsyncIterator[McpHttp]:
+    """``/mcp`` stateless with JSON responses, its session manager running (entered in the
+    test's own task: the manager's task group cannot span a fixture's setup and teardown)."""
+    endpoint = McpHttp(server.pipeline, stateless=True, json_response=True)
+    async with endpoint.run():
+        yield endpoint
+
+
+def asgi(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ORIGIN)
+
+
+async def post(app: Any, body: Any, headers: dict[str, str | None], token: str) -> httpx.Response:
+    sent = {**POST_HEADERS, "Authorization": f"Bearer {token}", **headers}
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    async with asgi(app) as http:
+        return await http.post(
+            "/mcp", content=content, headers={k: v for k, v in sent.items() if v is not None}
+        )
+
+
+def answer(response: httpx.Response) -> tuple[int, dict[str, str], Any]:
+    """Status, headers and body (JSON where it is JSON) of an answer."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = response.text
+    return response.status_code, dict(response.headers), body
+
+
+@pytest.mark.parametrize("case", list(POSTS))
+async def test_stateless_json_posts_answer_as_the_sdk_does(server: Server, case: str) -> None:
+    _, token = await new_key(server)
+    body, headers = POSTS[case]
+    async with stateless_endpoint(server) as endpoint:
+        ours = answer(await post(endpoint, body, headers, token))
+        sdk = answer(await post(endpoint.manager.handle_request, body, headers, token))
+    assert ours == sdk
+
+
+async def test_handshake_era_posts_skip_the_session_manager(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, token = await new_key(server)
+    calls: list[str] = []
+    async with stateless_endpoint(server) as endpoint:
+        handle = endpoint.manager.handle_request
+
+        async def counted(scope: Any, receive: Any, send: Any) -> None:
+            calls.append(scope["method"])
+            await handle(scope, receive, send)
+
+        monkeypatch.setattr(endpoint.manager, "handle_request", counted)
+        for version in (LATEST_HANDSHAKE_VERSION, "2025-03-26", None):
+            served = await post(endpoint, PING, {"mcp-protocol-version": version}, token)
+            assert served.status_code == 200
+        assert calls == []
+        # the 2026 per-request envelope and other methods stay with the session manager
+        await post(endpoint, PING, {"mcp-protocol-version": "2026-07-28"}, token)
+        async with asgi(endpoint) as http:
+            auth = {**POST_HEADERS, "Authorization": f"Bearer {token}"}
+            deleted = await http.delete("/mcp", headers=auth)
+    assert calls == ["POST", "DELETE"]
+    assert deleted.status_code == 405  # no session to end
+
+
+async def test_stateless_json_calls_go_through_the_pipeline(server: Server) -> None:
+    tenant, token = await new_key(server)
+    request_id = f"lean-{uuid.uuid4().hex}"
+    params = {"name": "system_ping", "arguments": {"message": "lean"}}
+    call = rpc("tools/call", {**params, "_meta": {"requestId": request_id}})
+    async with stateless_endpoint(server) as endpoint:
+        result = (await post(endpoint, call, {}, token)).json()["result"]
+        refused = await post(endpoint, call, {}, "sk_live_bogus")
+    expected = {"message": "lean", "actorId": "alice", "tenantId": tenant}
+    assert result["structuredContent"] == expected
+    assert result["_meta"]["requestId"] == request_id
+    rows = await audit_rows(server.db, request_id)
+    assert [(r["transport"], r["outcome"], r["tenant_id"], r["actor_id"]) for r in rows] == [
+        ("mcp", "OK", tenant, "alice")
+    ]
+    assert refused.status_code == 401  # the bearer check still comes first
+
+
+async def test_stateless_json_handler_failures_are_json_rpc_errors(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, token = await new_key(server)
+
+    async def broken(_credentials: Any) -> Any:
+        raise RuntimeError("secret detail")
+
+    # no bearer check at the endpoint, so that only the listing's identity lookup fails
+    monkeypatch.setattr(server.pipeline, "actor_for", broken)
+    async with stateless_endpoint(server) as endpoint:
+        endpoint.require_auth = False
+        ours = answer(await post(endpoint, rpc("tools/list"), {}, token))
+        sdk = answer(await post(endpoint.manager.handle_request, rpc("tools/list"), {}, token))
+    assert ours == sdk
+    assert ours[2]["error"] == {"code": INTERNAL_ERROR, "message": "Internal error"}

@@ -4,6 +4,7 @@ tools.py      the tool list, generated from the registry (names, schemas, annota
 resources.py  each contract's documentation as a markdown resource
 server.py     the MCP server: handlers that build an ``Invocation`` and render the ``Outcome``
 http.py       streamable HTTP: bearer check, Host/Origin checks, the session manager
+stateless.py  stateless JSON POSTs answered in one exchange, as the SDK's transport would
 stdio.py      stdio: the caller's API key from the environment, logs on stderr
 """
 

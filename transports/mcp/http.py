@@ -15,17 +15,22 @@ state.
 
 The parent app must run ``McpHttp.run()`` in its lifespan: a mounted app's own lifespan
 does not run. ``stateless=True`` keeps no session state between requests, so any replica
-can serve any request (horizontal scaling, no sticky sessions).
+can serve any request (horizontal scaling, no sticky sessions). Stateless with JSON
+responses, POSTs are answered in the request's own task (``stateless.py``) instead of
+through a per-request transport of the session manager; what the client sees is the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 import structlog
+from mcp.server import Server
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
+from mcp.server.lowlevel.server import lifespan as default_lifespan
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from starlette.requests import Request
@@ -40,6 +45,7 @@ from registry.pipeline import Pipeline
 from registry.tracing import trace_id_from
 from transports.http import bearer_credentials, client_address, problem_response
 from transports.mcp.server import Caller, McpContext, build_server
+from transports.mcp.stateless import StatelessJsonPosts
 
 log = structlog.get_logger("specops.mcp.http")
 
@@ -105,13 +111,32 @@ class McpHttp:
             ),
         )
         self._host_check = TransportSecurityMiddleware(self.security)
-        self.server = build_server(pipeline, http_caller)
+        self.server = build_server(pipeline, http_caller, lifespan=self._server_lifespan)
         self.manager = StreamableHTTPSessionManager(
             app=self.server,
             stateless=stateless,
             json_response=json_response,
             security_settings=self.security,
         )
+        #: Set while the session manager runs, if stateless with JSON responses.
+        self._json_posts: StatelessJsonPosts | None = None
+
+    @asynccontextmanager
+    async def _server_lifespan(self, server: Server[Any]) -> AsyncIterator[dict[str, Any]]:
+        """The server's lifespan (the SDK's default), entered once by the session manager's
+        ``run()``: while it lasts, stateless JSON POSTs are served with its state."""
+        async with default_lifespan(server) as state:
+            if self.manager.stateless and self.manager.json_response:
+                self._json_posts = StatelessJsonPosts(
+                    server,
+                    self._host_check,
+                    state,
+                    max_body_size=self.manager.max_request_body_size,
+                )
+            try:
+                yield state
+            finally:
+                self._json_posts = None
 
     def run(self) -> AbstractAsyncContextManager[None]:
         """The session manager's lifetime; enter it in the parent app's lifespan."""
@@ -149,7 +174,12 @@ class McpHttp:
                 await self._audit_refusal(request, response, error)
                 await response(scope, receive, send)
                 return
-            scope["user"] = _session_owner(actor)
+            if not self.manager.stateless:  # only a stateful session has an owner
+                scope["user"] = _session_owner(actor)
+        json_posts = self._json_posts
+        if json_posts is not None and json_posts.serves(scope):
+            await json_posts(scope, receive, send)
+            return
         await self.manager.handle_request(scope, receive, send)
 
     async def _audit_refusal(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import mcp_types as types
 import structlog
 from mcp.server import Server, ServerRequestContext
+from mcp.server.lowlevel.server import lifespan as default_lifespan
 from mcp.shared.exceptions import MCPError
 
 from policy.actor import Actor
@@ -62,6 +64,7 @@ class Caller:
 
 
 CallerOf = Callable[[McpContext], Caller]
+Lifespan = Callable[[Server[Any]], AbstractAsyncContextManager[dict[str, Any]]]
 
 
 def _server_version() -> str:
@@ -227,11 +230,18 @@ class McpHandlers:
         )
 
 
-def build_server(pipeline: Pipeline, caller_of: CallerOf, *, name: str = "specops") -> Server[Any]:
+def build_server(
+    pipeline: Pipeline,
+    caller_of: CallerOf,
+    *,
+    name: str = "specops",
+    lifespan: Lifespan = default_lifespan,
+) -> Server[Any]:
     """A low-level MCP server whose tools are the pipeline's registry."""
     handlers = McpHandlers(pipeline, caller_of)
     return Server(
         name,
+        lifespan=lifespan,
         version=_server_version(),
         title="specops operations",
         instructions=INSTRUCTIONS,

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 from starlette.applications import Starlette
 
-from specops.app import Server
+from specops.app import Server, freeze_startup_objects
 from specops.logging import configure_logging
 from specops.settings import Settings
 
@@ -19,7 +19,9 @@ def server_app(adjust: Callable[[Server], None]) -> Starlette:
     configure_logging(settings.log_format, settings.log_level)  # as the specops CLI does
     server = Server.build(settings)
     adjust(server)
-    return server.asgi()
+    app = server.asgi()
+    freeze_startup_objects()  # as specops.app:create_app does
+    return app
 
 
 def serve_factory(factory: str, description: str | None, argv: Sequence[str] | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -170,6 +171,17 @@ def jwt_verifier(settings: Settings) -> JwtVerifier | None:
     )
 
 
+def freeze_startup_objects() -> None:
+    """Move everything built so far (modules, schemas, models, the registry) out of the
+    garbage collector's sight. A serving process keeps them for its whole life, yet a
+    full collection would walk all of them, pausing every request for a tenth of a
+    second each time; with them frozen it walks only what requests left behind."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """The ASGI app for ``uvicorn --factory specops.app:create_app``."""
-    return Server.build(settings).asgi()
+    app = Server.build(settings).asgi()
+    freeze_startup_objects()
+    return app

@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from registry.invocation import request_id_from
 from registry.pipeline import Pipeline
@@ -44,21 +44,30 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 class SpecopsApp(Starlette):
-    """Starlette, except that REST calls go straight to their endpoint: it answers every
-    outcome itself (problem documents included), so Starlette's routing and middleware
-    would only add their cost. Everything else is Starlette's."""
+    """Starlette, except that HTTP requests for the transports' endpoints go straight to
+    them: REST calls (``/api/ops/...``) and the exact paths of ``direct`` (GraphQL, MCP).
+    Each answers every request itself (errors included), so Starlette's routing and
+    middleware would only add their cost. Everything else is Starlette's; the same
+    endpoints are also among its routes."""
 
-    def __init__(self, rest: RestTransport, **kwargs: Any) -> None:
+    def __init__(self, rest: RestTransport, direct: dict[str, ASGIApp], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.rest = rest
+        self.direct = direct
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        params = self.rest.matches(scope)
-        if params is None:
-            await super().__call__(scope, receive, send)
-            return
-        scope["app"] = self
-        await self.rest.handle(scope, receive, send, params)
+        if scope["type"] == "http" and not scope.get("root_path"):
+            endpoint = self.direct.get(scope["path"])
+            if endpoint is not None:
+                scope["app"] = self
+                await endpoint(scope, receive, send)
+                return
+            params = self.rest.matches(scope)
+            if params is not None:
+                scope["app"] = self
+                await self.rest.handle(scope, receive, send, params)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_asgi_app(
@@ -87,9 +96,13 @@ def create_asgi_app(
         )
 
     rest = RestTransport(pipeline)
+    graphql = GraphQLTransport(pipeline, introspection=graphql_introspection)
+    direct: dict[str, ASGIApp] = {graphql.path: graphql.endpoint}
+    if mcp is not None:
+        direct[mcp.path] = mcp
     routes: list[Any] = [
         *rest.routes(),
-        *GraphQLTransport(pipeline, introspection=graphql_introspection).routes(),
+        *graphql.routes(),
         *(mcp.routes() if mcp is not None else []),
         Route("/api/openapi.json", openapi, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -97,6 +110,7 @@ def create_asgi_app(
     ]
     return SpecopsApp(
         rest,
+        direct,
         routes=routes,
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,

@@ -47,6 +47,11 @@ class RequestHeaders:
                 setattr(found, field, value.decode("latin-1"))
         return found
 
+    def declares_more_than(self, limit: int) -> bool:
+        """Whether Content-Length announces a body over ``limit`` bytes."""
+        declared = self.content_length
+        return declared is not None and declared.isdigit() and int(declared) > limit
+
 
 def credentials_from(authorization: str | None) -> str | None:
     """The bearer token of an Authorization value; ``""`` (always refused) for any other

@@ -89,10 +89,10 @@ def query_input(query_string: bytes) -> tuple[Any, OperationError | None]:
     return data, None
 
 
-async def read_body(receive: Receive, declared: str | None) -> bytes | None:
+async def read_body(receive: Receive, headers: RequestHeaders) -> bytes | None:
     """The request body, or None once it exceeds ``MAX_BODY_BYTES`` (declared or sent).
     Raises ``ClientGone`` when the client disconnects first."""
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    if headers.declares_more_than(MAX_BODY_BYTES):
         return None
     chunks: list[bytes] = []
     size = 0
@@ -150,8 +150,6 @@ class RestTransport:
     @staticmethod
     def matches(scope: Scope) -> dict[str, str] | None:
         """The path parameters when this endpoint serves the HTTP request at once."""
-        if scope["type"] != "http" or scope.get("root_path"):
-            return None
         return path_params(scope["path"])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -185,7 +183,7 @@ class RestTransport:
         if read_only:
             payload, error = query_input(scope.get("query_string", b""))
         else:
-            body = await read_body(receive, headers.content_length)
+            body = await read_body(receive, headers)
             payload, error = body_input(body, headers.content_type)
         invocation = Invocation(
             key=params["key"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import json
 import os
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -28,9 +29,12 @@ from specops.settings import Settings
 from storage.database import Database
 from tests.support.databases import sqlite_url
 from tests.unit.conftest import Declare
-from transports.graphql import GraphQLLimits, GraphQLTransport, graphql_sdl
-from transports.graphql.resolvers import GraphQLContext, field_idempotency_key
+from transports.graphql import GraphQLLimits, GraphQLTransport, build_schema, graphql_sdl
+from transports.graphql.documents import MAX_CACHED_TEXT, DocumentCache
+from transports.graphql.errors import ProblemSchema
+from transports.graphql.resolvers import GraphQLContext, field_idempotency_key, resolver_for
 from transports.graphql.schema import SchemaBuildError, field_name, pinned_field_name
+from transports.graphql.view import GraphQLView
 
 SNAPSHOT = Path(__file__).resolve().parents[1] / "snapshots" / "schema.graphql"
 REGENERATE = (
@@ -368,6 +372,7 @@ class StubPipeline:
     invocations: list[Invocation] = field(default_factory=list)
     problems: dict[str, Problem] = field(default_factory=dict)
     replay: bool = False
+    refusals: list[dict[str, Any]] = field(default_factory=list)
 
     async def invoke(self, invocation: Invocation) -> Outcome:
         self.invocations.append(invocation)
@@ -386,6 +391,9 @@ class StubPipeline:
 
     async def actor_for(self, credentials: str | None) -> Actor | None:
         return Actor("alice", "acme", frozenset({"user"}), "user")
+
+    async def record_refusal(self, **refusal: Any) -> None:
+        self.refusals.append(refusal)
 
     async def may_attempt(self, actor: Actor, operation: Operation) -> bool:
         return True
@@ -412,7 +420,7 @@ def stub(registry: Registry) -> StubPipeline:
 
 def context(stub: StubPipeline, *, idempotency_key: str | None = None) -> GraphQLContext:
     return GraphQLContext(
-        request=None,  # type: ignore[arg-type]
+        request=None,
         response=Response(),
         pipeline=stub,  # type: ignore[arg-type]
         request_id="req-12345678",
@@ -654,3 +662,317 @@ async def test_token_limit(stub: StubPipeline) -> None:
     _, errors = await execute(transport, stub, aliases(5))
     assert errors[0]["extensions"]["code"] == "MALFORMED_REQUEST"
     assert "tokens" in errors[0]["message"]
+
+
+# -- the endpoint: the fast path, and the view for everything else -------------------------
+
+Headers = dict[str, str]
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: Headers
+    body: Any
+
+
+async def call(
+    app: Any,
+    body: bytes | list[bytes] = b"",
+    *,
+    method: str = "POST",
+    content_type: str | None = "application/json",
+    headers: Headers | None = None,
+    query_string: bytes = b"",
+) -> Answer:
+    """One HTTP request to an ASGI app, in-process (``body`` in chunks when a list)."""
+    chunks = [body] if isinstance(body, bytes) else body
+    messages = [
+        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
+        for i, chunk in enumerate(chunks)
+    ]
+    raw = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    if content_type is not None:
+        raw.append((b"content-type", content_type.encode()))
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": "/graphql",
+        "raw_path": b"/graphql",
+        "root_path": "",
+        "scheme": "http",
+        "query_string": query_string,
+        "headers": raw,
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8000),
+    }
+    await app(scope, receive, send)
+    start, *rest = sent
+    content = b"".join(m.get("body", b"") for m in rest)
+    answer_headers = {k.decode(): v.decode() for k, v in start["headers"]}
+    return Answer(start["status"], answer_headers, json.loads(content) if content else None)
+
+
+def graphql_body(query: str, variables: dict[str, Any] | None = None, **extra: Any) -> bytes:
+    return json.dumps({"query": query, "variables": variables, **extra}).encode()
+
+
+class ViewCalls:
+    """Counts the requests the endpoint hands to strawberry's view."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        original = GraphQLView.__call__
+
+        async def counted(view: GraphQLView, scope: Any, receive: Any, send: Any) -> None:
+            self.count += 1
+            await original(view, scope, receive, send)
+
+        monkeypatch.setattr(GraphQLView, "__call__", counted)
+
+
+def refusal_summary(stub: StubPipeline) -> list[tuple[str, str, str]]:
+    return [(r["error"].spec.code, r["error"].detail, r["request_id"]) for r in stub.refusals]
+
+
+async def answered_alike(
+    transport: GraphQLTransport, stub: StubPipeline, views: ViewCalls, body: bytes, **kw: Any
+) -> Answer:
+    """The endpoint's answer, checked equal to the view's (same body, status, headers and
+    audit); ``views.count`` tells whether the endpoint used the view."""
+    headers = {"Authorization": "Bearer sk_test", "X-Request-Id": "req-12345678", **kw}
+    stub.invocations.clear()
+    stub.refusals.clear()
+    fast = await call(transport.endpoint, body, headers=headers)
+    fast_invocations, fast_refusals = list(stub.invocations), refusal_summary(stub)
+    stub.invocations.clear()
+    stub.refusals.clear()
+    count = views.count
+    slow = await call(transport.view, body, headers=headers)
+    views.count = count
+    assert (fast.status, fast.body) == (slow.status, slow.body)
+    assert set(fast.headers) == set(slow.headers)
+    for name in ("content-type", "x-request-id", "idempotent-replayed", "retry-after"):
+        assert fast.headers.get(name) == slow.headers.get(name), name
+    assert fast_refusals == refusal_summary(stub)
+    assert [i.input for i in fast_invocations] == [i.input for i in stub.invocations]
+    return fast
+
+
+PING = '{ system_ping(input: {message: "hi"}) { message actorId tenantId } }'
+CREATE = 'mutation { a: billing_createInvoice(input: {amount: 1, currency: "usd"}) { id } }'
+
+
+@pytest.mark.parametrize(
+    ("query", "variables", "operation_name"),
+    [
+        (PING, None, None),
+        (
+            "query P($m: String!) { system_ping(input: {message: $m}) { message } }",
+            {"m": "x"},
+            None,
+        ),
+        ("query A { system_ping { message } } query B { b: system_ping { actorId } }", None, "B"),
+        ("query A { system_ping { message } } query B { b: system_ping { actorId } }", None, None),
+        ("{ __typename system_ping { __typename } }", None, None),
+    ],
+)
+async def test_the_fast_path_answers_valid_documents_as_the_view_does(
+    stub: StubPipeline,
+    monkeypatch: pytest.MonkeyPatch,
+    query: str,
+    variables: dict[str, Any] | None,
+    operation_name: str | None,
+) -> None:
+    views = ViewCalls(monkeypatch)
+    transport = GraphQLTransport(stub)  # type: ignore[arg-type]
+    body = graphql_body(query, variables, operationName=operation_name)
+    answer = await answered_alike(transport, stub, views, body)
+    assert views.count == 0 and answer.status == 200
+    assert answer.headers["x-request-id"] == "req-12345678"
+    assert answer.headers["traceparent"].startswith("00-")
+    assert "errors" not in answer.body and stub.invocations
+
+
+async def test_the_fast_path_shapes_audits_and_masks_errors_as_the_view_does(
+    stub: StubPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    views = ViewCalls(monkeypatch)
+    transport = GraphQLTransport(stub)  # type: ignore[arg-type]
+    # fields fail with a problem (its Retry-After passed on)
+    both = 'mutation { a: billing_createInvoice(input: {amount: 1, currency: "usd"}) { id } ' + (
+        'b: billing_createInvoice(input: {amount: 2, currency: "usd"}) { id } }'
+    )
+    stub.problems["billing.createInvoice"] = Problem.of(
+        CATALOGUE.RATE_LIMITED("Slow down", headers={"Retry-After": "7"})
+    )
+    partial = await answered_alike(transport, stub, views, graphql_body(both))
+    assert partial.body["data"] == {"a": None, "b": None}
+    assert partial.body["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+    assert partial.headers["retry-after"] == "7"
+    # variables of the wrong type: no field runs, the request is audited as refused
+    query = "mutation($i: CreateInvoiceInput!) { billing_createInvoice(input: $i) { id } }"
+    wrong = graphql_body(query, {"i": {"amount": "x", "currency": "usd"}})
+    refused = await answered_alike(transport, stub, views, wrong)
+    assert refused.body["errors"][0]["extensions"]["code"] == "INVALID_INPUT"
+    assert views.count == 0
+
+    async def broken(_invocation: Invocation) -> Outcome:
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr(stub, "invoke", broken)
+    masked = await answered_alike(transport, stub, views, graphql_body(PING))
+    assert masked.body["errors"][0]["extensions"]["code"] == "INTERNAL"
+    assert "secret" not in json.dumps(masked.body) and views.count == 0
+
+
+async def test_the_fast_path_replays_mutations_as_the_view_does(
+    stub: StubPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    views = ViewCalls(monkeypatch)
+    stub.replay = True
+    transport = GraphQLTransport(stub)  # type: ignore[arg-type]
+    answer = await answered_alike(
+        transport, stub, views, graphql_body(CREATE), **{"Idempotency-Key": "key-1"}
+    )
+    assert answer.headers["idempotent-replayed"] == "true"
+    assert answer.body["extensions"] == {"replayed": ["a"]}
+    assert [i.idempotency_key for i in stub.invocations] == ["key-1:a"]
+    assert views.count == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        graphql_body("{ system_ping { nope } }"),  # does not validate
+        graphql_body("{ system_ping { message }"),  # does not parse
+        graphql_body("{ __schema { queryType { name } } }"),  # introspection: filtered
+        graphql_body(PING, extensions={"x": 1}),
+        graphql_body(PING, operationName="Missing"),
+        graphql_body(""),
+        json.dumps([{"query": PING}]).encode(),  # a batch
+        json.dumps({"query": PING, "variables": [1]}).encode(),
+        b"{not json",
+    ],
+)
+async def test_other_requests_are_the_views(
+    stub: StubPipeline, monkeypatch: pytest.MonkeyPatch, body: bytes
+) -> None:
+    views = ViewCalls(monkeypatch)
+    transport = GraphQLTransport(stub)  # type: ignore[arg-type]
+    await answered_alike(transport, stub, views, body)
+    assert views.count == 1
+
+
+async def test_other_methods_and_content_types_are_the_views(
+    stub: StubPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    views = ViewCalls(monkeypatch)
+    transport = GraphQLTransport(stub)  # type: ignore[arg-type]
+    query = "query=" + PING.replace(" ", "%20")
+    got = await call(transport.endpoint, method="GET", query_string=query.encode())
+    assert got.status == 200 and got.body["data"]["system_ping"]["message"] == "pong"
+    form = await call(transport.endpoint, b"query=x", content_type="text/plain")
+    assert form.body["errors"][0]["extensions"]["status"] == form.status == 415
+    assert views.count == 2
+    assert [r["error"].spec for r in stub.refusals] == [CATALOGUE.UNSUPPORTED_MEDIA_TYPE]
+
+
+async def test_a_body_in_chunks_is_served_and_the_size_limit_holds(
+    stub: StubPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    views = ViewCalls(monkeypatch)
+    body = graphql_body(PING)
+    transport = GraphQLTransport(stub, limits=GraphQLLimits(max_body_bytes=len(body)))  # type: ignore[arg-type]
+    chunked = await call(transport.endpoint, [body[:10], body[10:30], body[30:]])
+    assert chunked.status == 200 and views.count == 0
+    assert chunked.body["data"]["system_ping"]["message"] == "pong"
+    for too_large in ([body, b" "], [body[:10], body[10:] + b" "]):
+        refused = await call(transport.endpoint, too_large)
+        assert refused.status == 413
+        assert refused.body["errors"][0]["extensions"]["title"] == "Request body too large"
+    declared = await call(transport.endpoint, body, headers={"Content-Length": "999999"})
+    assert declared.status == 413
+    assert [r["error"].spec for r in stub.refusals] == [CATALOGUE.PAYLOAD_TOO_LARGE] * 3
+    assert views.count == 3
+
+
+async def test_limits_hold_for_documents_seen_before(stub: StubPipeline) -> None:
+    transport = GraphQLTransport(stub, limits=GraphQLLimits(max_depth=2))  # type: ignore[arg-type]
+    deep = graphql_body("{ billing_listInvoices { items { id } } }")
+    for _ in range(3):
+        answer = await call(transport.endpoint, deep)
+        assert answer.body["data"] is None
+        assert answer.body["errors"][0]["extensions"]["limit"]["name"] == "depth"
+    assert stub.invocations == [] and len(stub.refusals) == 3
+    assert len(transport.documents) == 1
+    for _ in range(2):
+        ok = await call(transport.endpoint, graphql_body(PING))
+        assert "errors" not in ok.body
+    assert len(stub.invocations) == 2 and len(transport.documents) == 2
+
+
+def test_the_document_cache_is_bounded_least_recently_used_first(registry: Registry) -> None:
+    transport = GraphQLTransport(StubPipeline(registry), cache_size=2)  # type: ignore[arg-type]
+    documents = transport.documents
+    first = documents.get("{ system_ping { message } }", None)
+    assert first is not None and first.operation_type == graphql.OperationType.QUERY
+    assert documents.get("{ system_ping { message } }", None) is first  # cached
+    assert documents.get("{ system_ping { actorId } }", None) is not None
+    documents.get("{ system_ping { message } }", None)  # now the most recently used
+    assert documents.get("{ system_ping { tenantId } }", None) is not None
+    assert len(documents) == 2
+    assert documents.get("{ system_ping { message } }", None) is first  # kept
+    named = documents.get("query A { system_ping { message } } query B { __typename }", None)
+    assert named is not None and named.operation_name == "A"
+    assert documents.get("subscription { x }", None) is None
+    padded = "{ system_ping { message } }" + " " * MAX_CACHED_TEXT
+    assert documents.get(padded, None) is None  # too long to keep: the view's
+    assert len(documents) == 2 and ("subscription { x }", None) in documents
+    with pytest.raises(ValueError, match="at least one"):
+        DocumentCache(transport.schema._schema, transport.rules, max_tokens=10, maxsize=0)
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        (
+            'mutation { things_doThing(input: {thingId: "t", lines: [{label: "a", price: 1.5}, '
+            '{label: "b", quantity: 3, price: "2"}], due: "2024-05-01", meta: {a: [1]}, '
+            'tags: ["x"]}) { ok } }',
+            None,
+        ),
+        (
+            'mutation { things_doThing(input: {thingId: "t", kind: LARGE, mode: "slow", '
+            'lines: {label: "a", price: 0.1}, due: null, tags: null}) { ok } }',
+            None,
+        ),
+        (
+            "mutation($i: RichInput!) { things_doThing(input: $i) { ok } }",
+            {"i": {"thingId": "t", "kind": "LARGE", "lines": [{"label": "a", "price": "1.50"}]}},
+        ),
+    ],
+)
+async def test_direct_resolvers_send_what_strawberrys_would(
+    declare_command: Declare, query: str, variables: dict[str, Any] | None
+) -> None:
+    registry = Registry()
+    install_op(registry, declare_command(input=RichInput, output=RichOutput), handler)
+    stub = StubPipeline(registry)
+    stub.problems["things.doThing"] = Problem.of(CATALOGUE.FORBIDDEN("no"))
+    declared = build_schema(registry, resolver_for, schema_class=ProblemSchema)
+    direct = GraphQLTransport(stub).schema  # type: ignore[arg-type]
+    for schema in (declared, direct):
+        result = await schema.execute(query, variables, context_value=context(stub))
+        assert [(e.extensions or {})["code"] for e in result.errors or []] == ["FORBIDDEN"]
+    via_strawberry, via_direct = stub.invocations
+    assert via_direct.input == via_strawberry.input
+    assert via_direct.input["thingId"] == "t" and via_direct.input["lines"]

@@ -31,13 +31,6 @@ def test_paths_match_as_starlettes_routes_would(path: str, expected: object) -> 
     assert path_params(path) == expected
 
 
-def test_only_plain_http_requests_take_the_direct_path() -> None:
-    scope: dict[str, Any] = {"type": "http", "path": "/api/ops/system.ping", "root_path": ""}
-    assert RestTransport.matches(scope) == {"key": "system.ping"}
-    assert RestTransport.matches({**scope, "type": "websocket"}) is None
-    assert RestTransport.matches({**scope, "root_path": "/mounted"}) is None
-
-
 def test_headers_are_read_in_one_pass_and_the_first_of_a_repeated_one_wins() -> None:
     scope = {
         "headers": [
@@ -69,7 +62,7 @@ async def test_a_chunked_body_is_joined() -> None:
             {"type": "http.request", "body": b"1}", "more_body": False},
         ]
     )
-    assert await read_body(receive, None) == b'{"a":1}'
+    assert await read_body(receive, RequestHeaders()) == b'{"a":1}'
 
 
 async def test_a_body_over_the_limit_is_refused_while_it_streams() -> None:
@@ -82,14 +75,15 @@ async def test_a_body_over_the_limit_is_refused_while_it_streams() -> None:
             {"type": "http.request", "body": b"", "more_body": False},
         ]
     )
-    assert await read_body(receive, None) is None
-    assert await read_body(_receiver([]), str(MAX_BODY_BYTES + 1)) is None
+    assert await read_body(receive, RequestHeaders()) is None
+    declared = RequestHeaders(content_length=str(MAX_BODY_BYTES + 1))
+    assert await read_body(_receiver([]), declared) is None
 
 
 async def test_a_client_that_leaves_before_its_body_is_noticed() -> None:
     receive = _receiver([{"type": "http.disconnect"}])
     with pytest.raises(ClientGone):
-        await read_body(receive, "10")
+        await read_body(receive, RequestHeaders(content_length="10"))
 
 
 class _BrokenPipeline:
@@ -118,3 +112,63 @@ async def test_a_failure_of_the_endpoint_itself_answers_an_internal_problem() ->
     assert headers[b"content-type"] == b"application/problem+json"
     body = json.loads(sent[1]["body"])
     assert body["code"] == "INTERNAL" and "a bug" not in json.dumps(body)
+
+
+class _Recorder:
+    """An ASGI endpoint that notes each request it gets."""
+
+    def __init__(self, name: str, seen: list[str]) -> None:
+        self.name = name
+        self.seen = seen
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.seen.append(f"{self.name} {scope['path']}")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+class _RestRecorder(RestTransport):
+    def __init__(self, seen: list[str]) -> None:
+        self.seen = seen
+
+    async def handle(self, scope: Any, receive: Any, send: Any, params: dict[str, str]) -> None:
+        self.seen.append(f"rest {params}")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def test_the_app_hands_transport_requests_straight_to_their_endpoints() -> None:
+    from starlette.routing import Route
+
+    from transports.app import SpecopsApp
+
+    seen: list[str] = []
+    app = SpecopsApp(
+        _RestRecorder(seen),
+        {"/graphql": _Recorder("graphql", seen)},
+        routes=[Route("/other", _Recorder("starlette", seen))],
+    )
+
+    async def call(path: str, root_path: str = "") -> None:
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": path,
+            "root_path": root_path,
+            "query_string": b"",
+            "headers": [],
+        }
+        await app(scope, _receiver([{"type": "http.request", "body": b""}]), _discard)
+
+    await call("/graphql")
+    await call("/api/ops/system.ping/v1.0.0")
+    await call("/other")
+    assert seen == [
+        "graphql /graphql",
+        "rest {'key': 'system.ping', 'version': '1.0.0'}",
+        "starlette /other",
+    ]
+
+
+async def _discard(message: Message) -> None:
+    return None

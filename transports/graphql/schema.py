@@ -248,12 +248,16 @@ def _convert_enum(value: Any) -> Any:
 
 
 def _convert_object(fields: Sequence[InputField]) -> ToWire:
+    """Converts an input object: strawberry's instance (fields left out are UNSET) or
+    graphql-core's coerced dict (fields left out are absent)."""
+
     def to_wire(value: Any) -> Any:
         if value is None:
             return None
         wire: dict[str, Any] = {}
+        is_dict = type(value) is dict
         for field in fields:
-            item = getattr(value, field.name)
+            item = value.get(field.name, UNSET) if is_dict else getattr(value, field.name)
             if item is UNSET:
                 continue
             wire[field.name] = item if field.convert is None else field.convert(item)

@@ -1,211 +1,37 @@
-"""GraphQL at ``/graphql``: strawberry's ASGI view over the schema generated from the
-registry, each root field resolved through the one pipeline (transport ``graphql``).
+"""GraphQL at ``/graphql``: the schema generated from the registry, each root field
+resolved through the one pipeline (transport ``graphql``).
 
-Per request this module only reads HTTP: the credentials (``Authorization``, as on
+Per request the endpoint only reads HTTP: the credentials (``Authorization``, as on
 REST), the ``Idempotency-Key`` (mutations: ``<key>:<response key>`` per field), the
 request id (``X-Request-Id``, shared by every field of the request and returned), the
 trace (``traceparent``, shared likewise, and answered with a new span id). The
-schema, its resolvers and its validation rules are built once, in the constructor;
-strawberry's parser and validation caches serve repeated documents.
+schema, its resolvers and its validation rules are built once, in the constructor.
 
-Requests that cannot be executed at all (not JSON, no query, a batch, too large, a
-mutation over GET) answer their HTTP status with a GraphQL-shaped body whose error has
-``extensions.code``; they, and documents no field of which ran, are audited once each
-against the endpoint (operation key ``graphql``).
+Two paths serve the endpoint (``endpoint.GraphQLEndpoint``): the common POST of a valid,
+already prepared document is executed directly (documents are parsed and validated once
+per text, ``documents.DocumentCache``); everything else goes to strawberry's ASGI view
+(``view.GraphQLView``), with its parser and validation caches.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterable
 
-import strawberry
-from cross_web import HTTPException
-from graphql import ASTValidationRule
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
-from strawberry.extensions import (
-    MaxTokensLimiter,
-    ParserCache,
-    SchemaExtension,
-    ValidationCache,
-)
-from strawberry.http import GraphQLHTTPResponse
-from strawberry.types import ExecutionResult
+from strawberry.extensions import MaxTokensLimiter, ParserCache, ValidationCache
 
-from registry.errors import CATALOGUE, ErrorSpec
-from registry.invocation import request_id_from
 from registry.pipeline import Pipeline
 from registry.registry import Registry
-from registry.tracing import new_trace_id, response_traceparent, trace_id_from
-from transports.graphql.errors import ProblemSchema, problem_extensions
+from transports.graphql.documents import DocumentCache
+from transports.graphql.endpoint import GraphQLEndpoint
+from transports.graphql.errors import ProblemSchema
 from transports.graphql.limits import GraphQLLimits, validation_rules
-from transports.graphql.resolvers import GraphQLContext, resolver_for
+from transports.graphql.resolvers import install_direct_resolvers, resolver_for
 from transports.graphql.schema import ExtensionFactory, TypeMapper, build_schema, root_fields
+from transports.graphql.view import GraphQLView, Rules
 from transports.graphql.visibility import IntrospectionFilter, Visibility
-from transports.http import bearer_credentials, client_address, json_bytes
 
 DEFAULT_CACHE_SIZE = 256
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-class _Rules(SchemaExtension):
-    """Runs validation with exactly ``rules`` (the same tuple on every request, which
-    keeps the validation cache's key stable)."""
-
-    def __init__(self, rules: tuple[type[ASTValidationRule], ...]) -> None:
-        self.rules = rules
-
-    def on_operation(self) -> Iterator[None]:
-        self.execution_context.validation_rules = self.rules
-        yield
-
-
-def _status_spec(status: int, reason: str) -> ErrorSpec:
-    if status == 413:
-        return CATALOGUE.PAYLOAD_TOO_LARGE
-    if status == 415 or reason == "Unsupported content type":
-        return CATALOGUE.UNSUPPORTED_MEDIA_TYPE
-    if status == 405:
-        return CATALOGUE.METHOD_NOT_ALLOWED
-    return ErrorSpec("MALFORMED_REQUEST", status, "Malformed request")
-
-
-class GraphQLView(GraphQL[GraphQLContext, None]):
-    """strawberry's ASGI view, with our context, problem-shaped request errors and a body
-    size limit."""
-
-    def __init__(
-        self,
-        schema: strawberry.Schema,
-        pipeline: Pipeline,
-        *,
-        graphiql: bool,
-        max_body_bytes: int,
-    ) -> None:
-        super().__init__(
-            schema,
-            graphql_ide="graphiql" if graphiql else None,
-            allow_queries_via_get=True,
-            subscription_protocols=(),
-        )
-        self.pipeline = pipeline
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":  # no subscriptions: refuse the handshake
-            await WebSocket(scope, receive, send).close(code=1008)
-            return
-        request = Request(scope, self._limited(receive))
-        try:
-            declared = request.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > self.max_body_bytes:
-                raise _BodyTooLarge
-            response = await self.run(request)
-        except HTTPException as exc:
-            response = await self._request_error(request, exc.status_code, exc.reason)
-        except _BodyTooLarge:
-            detail = f"Bodies are limited to {self.max_body_bytes} bytes"
-            response = await self._request_error(request, 413, detail)
-        await response(scope, receive, send)
-
-    def _limited(self, receive: Receive) -> Receive:
-        remaining = self.max_body_bytes
-
-        async def limited() -> Message:
-            nonlocal remaining
-            message = await receive()
-            remaining -= len(message.get("body", b""))
-            if remaining < 0:
-                raise _BodyTooLarge
-            return message
-
-        return limited
-
-    async def _request_error(self, request: Request, status: int, reason: str) -> Response:
-        """The answer to a request that cannot be executed at all, audited against
-        ``graphql``."""
-        request_id = request_id_from(request.headers.get("x-request-id"))
-        spec = _status_spec(status, reason)
-        await self.pipeline.record_refusal(
-            transport="graphql",
-            endpoint="graphql",
-            error=spec(reason),
-            request_id=request_id,
-            client=client_address(request),
-            trace_id=trace_id_from(request.headers.get("traceparent")),
-            credentials=bearer_credentials(request),
-        )
-        extensions = problem_extensions(spec, reason, request_id=request_id)
-        body = {"data": None, "errors": [{"message": reason, "extensions": extensions}]}
-        return Response(
-            json_bytes(body),
-            spec.status,
-            headers={"X-Request-Id": request_id},
-            media_type="application/json",
-        )
-
-    async def get_context(self, request: Any, response: Any) -> GraphQLContext:
-        request_id = request_id_from(request.headers.get("x-request-id"))
-        response.headers["X-Request-Id"] = request_id
-        traceparent = request.headers.get("traceparent")
-        trace_id = trace_id_from(traceparent) or new_trace_id()
-        response.headers["traceparent"] = response_traceparent(trace_id, traceparent)
-        context = GraphQLContext(
-            request=request,
-            response=response,
-            pipeline=self.pipeline,
-            request_id=request_id,
-            credentials=bearer_credentials(request),
-            idempotency_key=request.headers.get("idempotency-key"),
-            client=client_address(request),
-            trace_id=trace_id,
-        )
-        request.state.graphql_context = context
-        return context
-
-    async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
-        data = await super().process_result(request, result)
-        context = getattr(request.state, "graphql_context", None)
-        if context is not None and context.invoked == 0 and result.errors:
-            await self._audit_document_refusal(context, result.errors[0].extensions or {})
-        if context is not None and context.replayed:
-            data["extensions"] = {**(data.get("extensions") or {}), "replayed": context.replayed}
-        return data
-
-    async def _audit_document_refusal(
-        self, context: GraphQLContext, problem: dict[str, Any]
-    ) -> None:
-        """A request no field of which ran (a document that does not parse or validate,
-        variables of the wrong type, too complex) is audited once, against ``graphql``."""
-        spec = ErrorSpec(
-            str(problem.get("code", "INVALID_DOCUMENT")),
-            int(problem.get("status", 400)),
-            str(problem.get("title", "Invalid GraphQL document")),
-        )
-        detail = str(problem.get("detail", spec.title))
-        if spec.code == "INVALID_INPUT":  # graphql-core's messages quote the values sent
-            paths = ", ".join(str(i.get("path")) for i in problem.get("issues") or ())
-            detail = f"{spec.title} ({paths})" if paths else spec.title
-        await self.pipeline.record_refusal(
-            transport="graphql",
-            endpoint="graphql",
-            error=spec(detail),
-            request_id=context.request_id,
-            client=context.client,
-            trace_id=context.trace_id,
-            credentials=context.credentials,
-        )
-
-    def encode_json(self, data: object) -> bytes:
-        return json_bytes(data)
 
 
 class GraphQLTransport:
@@ -236,14 +62,25 @@ class GraphQLTransport:
             extensions=self._extensions(cache_size),
             schema_class=ProblemSchema,
         )
-        roots = {
-            root.name: root.operation for root, _ in root_fields(pipeline.registry, TypeMapper())
-        }
-        self.visibility = Visibility(self.schema._schema, roots)
+        roots = [root for root, _ in root_fields(pipeline.registry, TypeMapper())]
+        install_direct_resolvers(self.schema._schema, roots)
+        self.visibility = Visibility(self.schema._schema, {r.name: r.operation for r in roots})
         self.view = GraphQLView(
             self.schema,
             pipeline,
             graphiql=graphiql and introspection,
+            max_body_bytes=self.limits.max_body_bytes,
+        )
+        self.documents = DocumentCache(
+            self.schema._schema,
+            self.rules,
+            max_tokens=self.limits.max_tokens,
+            maxsize=cache_size,
+        )
+        self.endpoint = GraphQLEndpoint(
+            self.view,
+            self.documents,
+            pipeline,
             max_body_bytes=self.limits.max_body_bytes,
         )
 
@@ -253,12 +90,12 @@ class GraphQLTransport:
             lambda: IntrospectionFilter(self.visibility, self.pipeline),
             lambda: MaxTokensLimiter(max_token_count=max_tokens),
             lambda: ParserCache(maxsize=cache_size),
-            lambda: _Rules(rules),
+            lambda: Rules(rules),
             lambda: ValidationCache(maxsize=cache_size),
         )
 
     def routes(self) -> list[Route]:
-        return [Route(self.path, self.view)]
+        return [Route(self.path, self.endpoint)]
 
 
 def graphql_sdl(registry: Registry) -> str:

@@ -15,6 +15,8 @@ from specs.billing.models import Invoice, InvoiceStatus
 from storage.database import Database
 from storage.tables import invoices as t
 
+_INSERT = t.insert()
+
 
 def _utc(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
@@ -100,18 +102,19 @@ class InvoiceStore:
             created_at=now,
         )
         async with self.db.begin() as conn:
-            await conn.execute(
-                t.insert().values(
-                    id=row.id,
-                    tenant_id=tenant_id,
-                    owner_id=owner_id,
-                    amount_minor=amount_minor,
-                    currency=currency,
-                    description=description,
-                    status=row.status.value,
-                    created_at=now,
-                    updated_at=now,
-                )
+            await conn.execute(  # one statement, compiled once; the values are parameters
+                _INSERT,
+                {
+                    "id": row.id,
+                    "tenant_id": tenant_id,
+                    "owner_id": owner_id,
+                    "amount_minor": amount_minor,
+                    "currency": currency,
+                    "description": description,
+                    "status": row.status.value,
+                    "created_at": now,
+                    "updated_at": now,
+                },
             )
         return row
 

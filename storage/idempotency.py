@@ -6,13 +6,29 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from registry.errors import Issue, Problem
 from registry.ports import Claim, IdempotencyScope, StoredOutcome
 from storage.database import Database
 from storage.tables import idempotency_keys as t
+
+#: The statements of every claim and completion, compiled once (values are parameters).
+_CLAIM = t.insert()
+_COMPLETE = (
+    update(t)
+    .where(
+        (t.c.tenant_id == bindparam("s_tenant_id"))
+        & (t.c.actor_id == bindparam("s_actor_id"))
+        & (t.c.key == bindparam("s_key"))
+    )
+    .values(
+        state="completed",
+        response=bindparam("response"),
+        completed_at=bindparam("completed_at"),
+    )
+)
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -79,15 +95,16 @@ class SqlIdempotencyStore:
         now = datetime.now(UTC)
         try:
             async with self.db.begin() as conn:
-                await conn.execute(
-                    t.insert().values(
-                        tenant_id=scope.tenant_id,
-                        actor_id=scope.actor_id,
-                        key=scope.key,
-                        fingerprint=fingerprint,
-                        state="running",
-                        created_at=now,
-                    )
+                await conn.execute(  # compiled once; the values are parameters
+                    _CLAIM,
+                    {
+                        "tenant_id": scope.tenant_id,
+                        "actor_id": scope.actor_id,
+                        "key": scope.key,
+                        "fingerprint": fingerprint,
+                        "state": "running",
+                        "created_at": now,
+                    },
                 )
             return Claim("claimed")
         except IntegrityError:
@@ -115,9 +132,14 @@ class SqlIdempotencyStore:
     async def complete(self, scope: IdempotencyScope, stored: StoredOutcome) -> None:
         async with self.db.begin() as conn:
             await conn.execute(
-                update(t)
-                .where(self._where(scope))
-                .values(state="completed", response=encode(stored), completed_at=datetime.now(UTC))
+                _COMPLETE,
+                {
+                    "s_tenant_id": scope.tenant_id,
+                    "s_actor_id": scope.actor_id,
+                    "s_key": scope.key,
+                    "response": encode(stored),
+                    "completed_at": datetime.now(UTC),
+                },
             )
 
     async def release(self, scope: IdempotencyScope) -> None:

@@ -42,11 +42,11 @@ class Deadlines:
         more than ``seconds`` (None: no deadline)."""
         if seconds is None:
             return await awaitable
-        loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         if task is None:  # not within a task: nothing to cancel, so the classic way
             async with asyncio.timeout(seconds):
                 return await awaitable
+        loop = task.get_loop()  # (on 3.11 each get_running_loop() is a getpid() call)
         call = _Call(loop.time() + seconds, task, task.cancelling())
         token = id(call)
         self._calls[token] = call

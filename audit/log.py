@@ -157,7 +157,6 @@ class AuditLog:
         self.commits = 0
         #: SQLite files are written by a thread of their own, a batch per call.
         self._sqlite = _sqlite_appender(db)
-        self._write_lock = db.write_lock if self._sqlite is not None else None
 
     # -- the sink ------------------------------------------------------------------------
 
@@ -381,12 +380,11 @@ class AuditLog:
             raise _StoreDown("the audit store failed") from exc
 
     async def _commit_sqlite(self, appender: SqliteAppender, items: list[_Item]) -> None:
+        lock = self.db.write_lock
+        assert lock is not None  # a SQLite file: the process' other writers wait on it
         try:
-            if self._write_lock is None:
+            async with lock:
                 await appender.append(_contents(items))
-            else:
-                async with self._write_lock:  # the process' other writers wait here
-                    await appender.append(_contents(items))
         except RecordsRefused as refused:
             raise _Rejected() from refused.__cause__
         except Exception as exc:

@@ -19,7 +19,7 @@ from transports.graphql import GraphQLTransport
 from transports.http import problem_response
 from transports.mcp import McpHttp
 from transports.openapi import openapi_document
-from transports.rest import RestTransport
+from transports.rest import RestTransport, path_params
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
@@ -62,7 +62,7 @@ class SpecopsApp(Starlette):
                 scope["app"] = self
                 await endpoint(scope, receive, send)
                 return
-            params = self.rest.matches(scope)
+            params = path_params(scope["path"])
             if params is not None:
                 scope["app"] = self
                 await self.rest.handle(scope, receive, send, params)

@@ -70,12 +70,14 @@ def bearer_credentials(request: Request) -> str | None:
 
 
 def client_of(scope: Scope) -> str | None:
+    """The client's address, from an ASGI scope."""
     client = scope.get("client")
     return client[0] if client else None
 
 
 def client_address(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    """The client's address, from a Starlette request."""
+    return client_of(request.scope)
 
 
 def json_bytes(data: Any) -> bytes:
@@ -100,21 +102,21 @@ def outcome_parts(outcome: Outcome) -> tuple[int, dict[str, str], bytes, str]:
     return outcome.problem.status, headers, json_bytes(outcome.problem_body()), PROBLEM_JSON
 
 
-def outcome_response(outcome: Outcome) -> Response:
-    """The Starlette response answering ``outcome`` (see ``outcome_parts``)."""
-    status, headers, body, media_type = outcome_parts(outcome)
-    return Response(body, status, headers, media_type)
-
-
-async def send_outcome(
-    send: Send, outcome: Outcome, extra: tuple[tuple[bytes, str], ...] | None = None
+async def send_response(
+    send: Send, status: int, headers: dict[str, str], body: bytes, media_type: str
 ) -> None:
-    """Answer ``outcome`` with raw ASGI messages, plus ``extra`` headers."""
-    status, headers, body, media_type = outcome_parts(outcome)
+    """Answer with raw ASGI messages: ``headers``, then the body's length and type."""
     raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-    if extra:
-        raw.extend((name, value.encode("latin-1")) for name, value in extra)
     raw.append((b"content-length", str(len(body)).encode()))
     raw.append((b"content-type", media_type.encode()))
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
+
+
+async def send_outcome(send: Send, outcome: Outcome, extra: dict[str, str] | None = None) -> None:
+    """Answer ``outcome`` (see ``outcome_parts``) with raw ASGI messages, plus ``extra``
+    headers."""
+    status, headers, body, media_type = outcome_parts(outcome)
+    if extra:
+        headers.update(extra)
+    await send_response(send, status, headers, body, media_type)

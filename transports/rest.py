@@ -7,9 +7,9 @@ id), or starts the one the pipeline made up.
 
 The endpoint is a plain ASGI app: it reads the few headers it needs from the scope in one
 pass and writes the response messages itself, so a call costs the pipeline and little
-else. ``RestTransport.matches`` lets the app hand it ``/api/ops/...`` requests before
-Starlette's routing and middleware (``transports.app``); Starlette's routes reach the
-same endpoint for anything else (trailing slashes, ``root_path`` mounts).
+else. ``path_params`` lets the app hand it ``/api/ops/...`` requests before Starlette's
+routing and middleware (``transports.app``); Starlette's routes reach the same endpoint
+for anything else (trailing slashes, ``root_path`` mounts).
 """
 
 from __future__ import annotations
@@ -147,11 +147,6 @@ class RestTransport:
             Route("/api/ops/{key}/v{version}", self),
         ]
 
-    @staticmethod
-    def matches(scope: Scope) -> dict[str, str] | None:
-        """The path parameters when this endpoint serves the HTTP request at once."""
-        return path_params(scope["path"])
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Starlette's route: the path parameters are in the scope."""
         await self.handle(scope, receive, send, scope["path_params"])
@@ -201,9 +196,7 @@ class RestTransport:
         outcome = await self.pipeline.invoke(invocation)
         extra = None
         if invocation.trace_id is not None:  # the pipeline sets one
-            extra = (
-                (b"traceparent", response_traceparent(invocation.trace_id, headers.traceparent)),
-            )
+            extra = {"traceparent": response_traceparent(invocation.trace_id, headers.traceparent)}
         await send_outcome(send, outcome, extra)
 
     async def method_not_allowed(

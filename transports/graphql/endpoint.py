@@ -37,7 +37,13 @@ from transports.graphql.documents import DocumentCache, PreparedDocument
 from transports.graphql.errors import log_unexpected, shape
 from transports.graphql.resolvers import GraphQLContext, ResponseHeaders
 from transports.graphql.view import GraphQLView
-from transports.http import RequestHeaders, credentials_from, json_bytes
+from transports.http import (
+    RequestHeaders,
+    client_of,
+    credentials_from,
+    json_bytes,
+    send_response,
+)
 
 JSON_MEDIA_TYPE = "application/json"
 #: strawberry's check (a fast path for plain values), typed as graphql-core wants it.
@@ -181,7 +187,6 @@ class GraphQLEndpoint:
                 "traceparent": response_traceparent(trace_id, headers.traceparent),
             }
         )
-        client = scope.get("client")
         context = GraphQLContext(
             request=None,
             response=response,
@@ -189,7 +194,7 @@ class GraphQLEndpoint:
             request_id=request_id,
             credentials=credentials_from(headers.authorization),
             idempotency_key=headers.idempotency_key,
-            client=client[0] if client else None,
+            client=client_of(scope),
             trace_id=trace_id,
         )
         result = await execute_prepared(self.schema, fast.prepared, fast.variables, context)
@@ -201,11 +206,4 @@ class GraphQLEndpoint:
         if errors:
             data["errors"] = [error.formatted for error in errors]
         await self.view.complete(context, errors, data)
-        body = json_bytes(data)
-        raw_headers = [
-            (b"content-length", str(len(body)).encode("latin-1")),
-            (b"content-type", JSON_MEDIA_TYPE.encode("latin-1")),
-            *((k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()),
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_response(send, 200, response.headers, json_bytes(data), JSON_MEDIA_TYPE)

@@ -280,9 +280,10 @@ class AuditLog:
                     await self._wakeup.wait()
                     continue
                 if self._durable_pending == 0 and self._failing_since is None:
-                    if not self._closing:
+                    if not self._closing and len(pending) < self.max_batch:
                         # Nobody waits on these records: gather more for up to
-                        # flush_seconds, unless a durable record arrives.
+                        # flush_seconds, unless a durable record arrives or a whole
+                        # batch is waiting (a busy server must not fall behind).
                         self._urgent.clear()
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(self._urgent.wait(), self.flush_seconds)

@@ -1,11 +1,22 @@
-"""The audit writer's SQLite path: a whole batch in one call, on a thread of its own.
+"""The audit writer's SQLite path: a whole batch in one synchronous call.
 
 Through SQLAlchemy and aiosqlite every statement of a batch (lock the head, insert, move
-the head, commit) is a hop to the driver's thread and back; here the batch is one hop,
-made on a stdlib ``sqlite3`` connection that only this thread uses. The transaction is
-the one of ``audit.log``: ``BEGIN IMMEDIATE`` (SQLite's write lock, so every process
-writing to the file joins one chain, and the head can be read with a plain SELECT), read
-the chain head, insert the chained rows, move the head, commit.
+the head, commit) is a hop to the driver's thread and back. Here a batch is one call on a
+stdlib ``sqlite3`` connection, made on the event loop's own thread: a batch of hundreds
+of records takes a millisecond or two, and a thread would cost more than it saves. The
+GIL is taken back after every row SQLite steps through, so a thread of its own waits for
+the busy event loop row after row (up to the switch interval each time), and a busy
+server's records pile up.
+
+The event loop must never wait for another process, so that connection has no busy
+timeout: when another process holds SQLite's write lock (the CLI, another uvicorn
+worker), the batch is written on a helper thread instead, on a connection that waits
+for the lock up to ``BUSY_TIMEOUT_MS``. The same thread runs the WAL checkpoints, which
+flush to disk; the event loop's connection never checkpoints by itself.
+
+The transaction is the one of ``audit.log``: ``BEGIN IMMEDIATE`` (SQLite's write lock,
+so every process writing to the file joins one chain, and the head can be read with a
+plain SELECT), read the chain head, insert the chained rows, move the head, commit.
 """
 
 from __future__ import annotations
@@ -18,8 +29,11 @@ from datetime import UTC, datetime
 
 from audit.chain import Content, chained_rows
 
-#: How long a batch waits for another process' write lock before the store counts as down.
+#: How long a batch on the helper thread waits for another process' write lock before
+#: the store counts as down.
 BUSY_TIMEOUT_MS = 10_000
+#: Rows appended between two WAL checkpoints (SQLite's own default is about 1000 pages).
+CHECKPOINT_ROWS = 2_000
 
 
 class RecordsRefused(Exception):
@@ -45,57 +59,81 @@ class SqliteAppender:
         self._update_head = update_head
         self._probe = probe
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-sqlite")
+        #: The event loop's connection (never waits for a lock, never checkpoints) and
+        #: the helper thread's (waits for the lock; checkpoints).
         self._conn: sqlite3.Connection | None = None
+        self._thread_conn: sqlite3.Connection | None = None
+        self._since_checkpoint = 0
+        self._checkpoint: asyncio.Future[None] | None = None
+        #: Batches the event loop found locked by another process, written by the thread.
+        self.deferred = 0
+        #: WAL checkpoints run so far.
+        self.checkpoints = 0
 
     async def append(self, contents: list[Content]) -> None:
         """Chain and insert ``contents`` in one transaction. Raises ``RecordsRefused``
         when the insert failed, ``HeadMissing``, or the driver's error otherwise."""
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._append, contents)
+        loop = asyncio.get_running_loop()
+        try:
+            _append(self._loop_connection(), contents, self)
+        except _Locked:
+            self.deferred += 1
+            await loop.run_in_executor(self._executor, self._append_waiting, contents)
+        self._since_checkpoint += len(contents)
+        if self._since_checkpoint >= CHECKPOINT_ROWS and (
+            self._checkpoint is None or self._checkpoint.done()
+        ):
+            self._since_checkpoint = 0
+            self._checkpoint = loop.run_in_executor(self._executor, self._run_checkpoint)
 
     async def probe(self) -> None:
         """Raise unless both audit tables answer."""
         await asyncio.get_running_loop().run_in_executor(self._executor, self._run_probe)
 
     async def reset(self) -> None:
-        """Drop the connection; the next call opens a new one."""
+        """Drop the connections; the next call opens new ones."""
+        self._close_loop_connection()
         await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
 
     async def close(self) -> None:
         await self.reset()
         self._executor.shutdown(wait=False)
 
-    # -- on the appender's thread ---------------------------------------------------------
+    # -- on the event loop's thread -------------------------------------------------------
 
-    def _connection(self) -> sqlite3.Connection:
+    def _loop_connection(self) -> sqlite3.Connection:
         if self._conn is None:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA busy_timeout=0")  # another process' lock: the thread
             conn.execute("PRAGMA synchronous=NORMAL")  # as the engine's (WAL: the file's)
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints: the thread
             self._conn = conn
         return self._conn
 
-    def _append(self, contents: list[Content]) -> None:
-        conn = self._connection()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            head = conn.execute(self._read_head).fetchone()
-            if head is None:
-                raise HeadMissing("audit_chain_head has no row: is the schema migrated?")
-            rows, seq, prev_hash = chained_rows(contents, int(head[0]), str(head[1]), sqlite_time)
-            try:
-                conn.executemany(self._insert, rows)
-            except sqlite3.OperationalError:
-                raise  # the store (locked, gone, full), not the records
-            except sqlite3.Error as exc:
-                raise RecordsRefused() from exc
-            now = sqlite_time(datetime.now(UTC).replace(tzinfo=None))
-            conn.execute(self._update_head, (seq, prev_hash, now))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
+    def _close_loop_connection(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+
+    # -- on the helper thread -------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._thread_conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._thread_conn = conn
+        return self._thread_conn
+
+    def _append_waiting(self, contents: list[Content]) -> None:
+        _append(self._connection(), contents, self)
+
+    def _run_checkpoint(self) -> None:
+        """Copy the WAL back into the database file, without waiting for anyone."""
+        with contextlib.suppress(sqlite3.Error):
+            self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self.checkpoints += 1
 
     def _run_probe(self) -> None:
         try:
@@ -106,7 +144,45 @@ class SqliteAppender:
             raise
 
     def _close(self) -> None:
-        if self._conn is not None:
+        if self._thread_conn is not None:
             with contextlib.suppress(sqlite3.Error):
-                self._conn.close()
-            self._conn = None
+                self._thread_conn.close()
+            self._thread_conn = None
+
+
+class _Locked(Exception):
+    """Another process holds the write lock (the event loop's connection does not wait)."""
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _append(conn: sqlite3.Connection, contents: list[Content], appender: SqliteAppender) -> None:
+    """One transaction: take the write lock, read the head, insert the chained rows, move
+    the head. Raises ``_Locked`` when the lock is taken and ``conn`` does not wait."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if _is_busy(exc):
+            raise _Locked() from exc
+        raise
+    try:
+        head = conn.execute(appender._read_head).fetchone()
+        if head is None:
+            raise HeadMissing("audit_chain_head has no row: is the schema migrated?")
+        rows, seq, prev_hash = chained_rows(contents, int(head[0]), str(head[1]), sqlite_time)
+        try:
+            conn.executemany(appender._insert, rows)
+        except sqlite3.OperationalError:
+            raise  # the store (locked, gone, full), not the records
+        except sqlite3.Error as exc:
+            raise RecordsRefused() from exc
+        now = sqlite_time(datetime.now(UTC).replace(tzinfo=None))
+        conn.execute(appender._update_head, (seq, prev_hash, now))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise

@@ -16,16 +16,12 @@ returns an input value.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import time
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
 from typing import Any, Literal
 
 import structlog
 from pydantic import ValidationError
-from pydantic_core import to_jsonable_python
 
 from audit.errors import AuditUnavailable
 from audit.redaction import RedactedInput, plan_for
@@ -33,6 +29,7 @@ from policy.actor import Actor
 from registry.context import Context
 from registry.contract import Contract, Rule
 from registry.deadlines import Deadlines
+from registry.digest import input_digest
 from registry.errors import CATALOGUE, PASS_THROUGH_CODES, Issue, OperationError, Problem
 from registry.invocation import Invocation, OperationRef, Outcome, Transport
 from registry.model import WireModel
@@ -112,24 +109,6 @@ def input_issues(error: ValidationError) -> tuple[Issue, ...]:
 def clip(value: str | None, size: int) -> str | None:
     """A caller-supplied string cut to the size its audit column holds."""
     return value if value is None or len(value) <= size else value[: size - 1] + "…"
-
-
-def input_digest(data: WireModel) -> str:
-    """SHA-256 of the validated input in a canonical form: the same request digests the
-    same whatever its spelling (``12.5``, ``"12.50"``, key order, aliases)."""
-    canonical = json.dumps(
-        data.model_dump(mode="python", by_alias=True),
-        default=_canonical_json,
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _canonical_json(value: object) -> object:
-    if isinstance(value, Decimal):
-        return str(value.normalize())
-    return to_jsonable_python(value)
 
 
 def summarize(issues: tuple[Issue, ...]) -> str:

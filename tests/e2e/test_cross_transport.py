@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from policy.api_keys import key_id_of
-from registry.pipeline import input_digest
+from registry.digest import input_digest
 from specs.billing.capture_payment import CapturePaymentInput
 from tests.support import api
 from tests.support.mcp_client import http_client, meta

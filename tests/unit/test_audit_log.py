@@ -25,6 +25,7 @@ from audit.verify import verify_chain
 from storage.database import Database
 from storage.tables import audit_events
 from tests.support.processes import free_port
+from tests.support.waiting import eventually
 
 
 def record(**changes) -> AuditRecord:
@@ -353,3 +354,73 @@ async def test_on_sqlite_writers_of_one_process_queue_instead_of_meeting_the_bus
         assert all(end <= later_start for (_, end), (later_start, _) in pairwise(spans))
     finally:
         await audit.close()
+
+
+async def test_a_busy_server_does_not_wait_out_the_flush_window_per_batch(database) -> None:
+    """Records nobody waits for are gathered for up to ``flush_seconds``, but a queue that
+    already holds a whole batch is written at once: otherwise a server answering more
+    than ``max_batch / flush_seconds`` calls a second falls ever further behind."""
+    audit = AuditLog(database, max_batch=10, flush_seconds=30)
+    try:
+        for _ in range(25):
+            await audit.write(record(), durable=False)
+
+        async def twenty_stored() -> bool:
+            return await count(database) >= 20
+
+        await eventually(twenty_stored, within=10)
+        assert await count(database) == 20  # two whole batches; five wait for more
+    finally:
+        await audit.close()
+    assert await count(database) == 25
+
+
+async def test_on_sqlite_a_batch_locked_by_another_process_is_written_once_it_lets_go(
+    database,
+) -> None:
+    """The event loop never waits for SQLite's lock: when another connection (another
+    process) holds it, the batch goes to the appender's thread, which waits for it."""
+    if not database.is_sqlite:
+        pytest.skip("SQLite's file lock")
+    audit = AuditLog(database)
+    appender = audit._sqlite
+    assert appender is not None
+    other = sqlite3.connect(appender.path, isolation_level=None)
+    try:
+        await audit.write(record(), durable=True)  # opens the event loop's connection
+        other.execute("BEGIN IMMEDIATE")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        write = asyncio.create_task(audit.write(record(request_id="req-busy"), durable=True))
+        await asyncio.sleep(0.2)
+        assert not write.done()
+        assert loop.time() - started < 0.5  # the loop itself was never held up
+        assert appender.deferred == 1
+        other.execute("COMMIT")
+        await asyncio.wait_for(write, 5)
+        assert [r["request_id"] for r in await stored(database, "req-busy")] == ["req-busy"]
+        assert (await verify_chain(database)).ok
+    finally:
+        other.close()
+        await audit.close()
+
+
+async def test_on_sqlite_the_wal_is_checkpointed_off_the_event_loop(
+    database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not database.is_sqlite:
+        pytest.skip("SQLite's write-ahead log")
+    monkeypatch.setattr("audit.sqlite_appender.CHECKPOINT_ROWS", 10)
+    audit = AuditLog(database, max_batch=5)
+    appender = audit._sqlite
+    assert appender is not None
+    try:
+        await asyncio.gather(*(audit.write(record(), durable=True) for _ in range(30)))
+
+        async def checkpointed() -> bool:
+            return appender.checkpoints >= 1
+
+        await eventually(checkpointed, within=5)
+    finally:
+        await audit.close()
+    assert await count(database) == 30

@@ -7,8 +7,7 @@ the policy contracts through the pipeline, and the lint; on SQLite and PostgreSQ
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from specops.app import Server, unsatisfiable_rules
 from specops.settings import Settings
 from storage.database import Database
 from storage.tables import policy_rules
+from tests.support.waiting import eventually
 from tests.unit.conftest import ThingInput, ThingOutput, contract_fields
 
 SHIPPED = read_policy_file(POLICY_PATH)
@@ -54,15 +54,6 @@ async def engines(database: Database) -> AsyncIterator[Callable[[], Database]]:
 
 async def stored_lines(db: Database) -> list[PolicyLine]:
     return [s.line for s in (await PolicyStore(db).snapshot()).lines]
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float) -> float:
-    """Seconds until ``check()`` holds; fails after ``within``."""
-    started = time.monotonic()
-    while not await check():
-        assert time.monotonic() - started < within, f"not within {within}s"
-        await asyncio.sleep(0.02)
-    return time.monotonic() - started
 
 
 # -- seeding ----------------------------------------------------------------------------

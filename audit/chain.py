@@ -127,33 +127,35 @@ if _c_encoder is not None:  # CPython: the C encoder once, not a new one per cal
 
 _record_values = attrgetter(*(name for name, _ in _AFTER_AT))
 _NONE = type(None)
-#: The types a record's value may have to be stored as it is (anything else is
-#: normalised first).
-_KEPT_TYPES: dict[Callable[[Any], Any], tuple[type, ...]] = {
-    _integer: (int,),
-    _real: (float,),
-    _boolean: (bool,),
-    _text: (str, _NONE),
-}
-_AS_IS: tuple[tuple[type, ...], ...] = tuple(_KEPT_TYPES[normalise] for _, normalise in _AFTER_AT)
+#: The text columns of a record (those whose values are str or None as they are).
+_TEXT_COLUMNS = tuple(name for name, normalise in _AFTER_AT if normalise is _text)
+_text_values = attrgetter(*_TEXT_COLUMNS)
+_TEXT_TYPES = frozenset({str, _NONE})
+
+
+def _as_stored(record: AuditRecord) -> bool:
+    """Whether every value of ``record`` already has the type its column stores."""
+    return (
+        type(record.status) is int
+        and type(record.latency_ms) is float
+        and type(record.replayed) is bool
+        and set(map(type, _text_values(record))) <= _TEXT_TYPES
+    )
 
 
 def record_content(record: AuditRecord) -> Content:
     """A record's content as it is stored and hashed. Raises (TypeError, ValueError) for
     a record whose values do not fit their columns."""
     values: tuple[Any, ...] = _record_values(record)
-    for value, as_is in zip(values, _AS_IS, strict=True):
-        if type(value) not in as_is:
-            values = tuple(
-                normalise(v) for (_, normalise), v in zip(_AFTER_AT, values, strict=True)
-            )
-            break
-    for value in values:
-        if value.__class__ is str and "\x00" in value:
-            # No database stores NUL in text (PostgreSQL refuses it): a record must not
-            # be lost for a caller's odd byte, so it is kept as U+FFFD.
-            values = tuple(v.replace("\x00", "\ufffd") if type(v) is str else v for v in values)
-            break
+    if _as_stored(record):
+        has_nul = "\x00" in "".join(filter(None, _text_values(record)))
+    else:
+        values = tuple(normalise(v) for (_, normalise), v in zip(_AFTER_AT, values, strict=True))
+        has_nul = any(type(v) is str and "\x00" in v for v in values)
+    if has_nul:
+        # No database stores NUL in text (PostgreSQL refuses it): a record must not be
+        # lost for a caller's odd byte, so it is kept as U+FFFD.
+        values = tuple(v.replace("\x00", "\ufffd") if type(v) is str else v for v in values)
     return (timestamp_to_utc(record.at), *values)
 
 
@@ -164,7 +166,11 @@ def row_content(row: Mapping[Any, Any]) -> Content:
 
 def canonical(seq: int, content: Content) -> bytes:
     """The bytes hashed for the record at ``seq``."""
-    return _json_of([seq, time_text(content[0]), *content[1:]]).encode("ascii")
+    return _canonical_of(seq, time_text(content[0]), content)
+
+
+def _canonical_of(seq: int, at_text: str, content: Content) -> bytes:
+    return _json_of([seq, at_text, *content[1:]]).encode("ascii")
 
 
 def chain_hash(prev_hash: str, seq: int, content: Content) -> str:
@@ -172,8 +178,13 @@ def chain_hash(prev_hash: str, seq: int, content: Content) -> str:
     return sha256(prev_hash.encode("ascii") + canonical(seq, content)).hexdigest()
 
 
+#: How a driver takes a record's time: from the naive UTC ``datetime`` and its ISO text
+#: (``2024-05-01T12:00:00.123456``), which the chain needs anyway.
+EncodeAt = Callable[[datetime, str], Any]
+
+
 def chained_rows(
-    contents: list[Content], head_seq: int, head_hash: str, encode_at: Callable[[datetime], Any]
+    contents: list[Content], head_seq: int, head_hash: str, encode_at: EncodeAt
 ) -> tuple[list[tuple[Any, ...]], int, str]:
     """The rows that chain ``contents`` after the record at ``head_seq`` hashed
     ``head_hash`` (each content, ``at`` encoded for the driver, then ``seq``,
@@ -182,7 +193,10 @@ def chained_rows(
     rows = []
     for content in contents:
         seq += 1
-        digest = chain_hash(prev_hash, seq, content)
-        rows.append((encode_at(content[0]), *content[1:], seq, prev_hash, digest))
+        at = content[0]
+        iso = at.isoformat(timespec="microseconds")
+        hashed = prev_hash.encode("ascii") + _canonical_of(seq, iso + "Z", content)
+        digest = sha256(hashed).hexdigest()
+        rows.append((encode_at(at, iso), *content[1:], seq, prev_hash, digest))
         prev_hash = digest
     return rows, seq, prev_hash

@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from audit.chain import CONTENT_COLUMNS, Content, chained_rows, record_content
 from audit.errors import AuditUnavailable
 from audit.record import AuditRecord
-from audit.sqlite_appender import RecordsRefused, SqliteAppender, sqlite_time
+from audit.sqlite_appender import RecordsRefused, SqliteAppender, sqlite_time, sqlite_time_of
 from storage.database import Database
 
 log = structlog.get_logger("specops.audit")
@@ -89,6 +89,10 @@ def head_update_statement(paramstyle: str) -> str:
 def _aware_time(at: datetime) -> datetime:
     """A naive UTC time as asyncpg takes it for ``timestamptz``."""
     return at.replace(tzinfo=UTC)
+
+
+def _aware_time_of(at: datetime, _iso: str) -> datetime:
+    return _aware_time(at)
 
 
 class _StoreDown(Exception):
@@ -359,7 +363,8 @@ class AuditLog:
             return await self._commit_sqlite(self._sqlite, items)
         assert conn is not None
         insert, update_head = self._statements_for(conn)
-        encode_at = sqlite_time if conn.dialect.name == "sqlite" else _aware_time
+        sqlite = conn.dialect.name == "sqlite"
+        encode_at = sqlite_time if sqlite else _aware_time
         try:
             async with conn.begin():
                 head = (await conn.exec_driver_sql(LOCK_HEAD)).first()
@@ -367,7 +372,10 @@ class AuditLog:
                     raise _StoreDown("audit_chain_head has no row: is the schema migrated?")
                 head_seq, head_hash = tuple(head)
                 rows, seq, prev_hash = chained_rows(
-                    _contents(items), int(head_seq), str(head_hash), encode_at
+                    _contents(items),
+                    int(head_seq),
+                    str(head_hash),
+                    sqlite_time_of if sqlite else _aware_time_of,
                 )
                 try:
                     await conn.exec_driver_sql(insert, rows)

@@ -49,6 +49,11 @@ def sqlite_time(at: datetime) -> str:
     return at.isoformat(sep=" ", timespec="microseconds")
 
 
+def sqlite_time_of(_at: datetime, iso: str) -> str:
+    """``sqlite_time`` of a time whose ISO text (``T`` between date and time) is known."""
+    return f"{iso[:10]} {iso[11:]}"
+
+
 class SqliteAppender:
     """Appends chained batches to the ``audit_events`` table of one SQLite file."""
 
@@ -171,7 +176,7 @@ def _append(conn: sqlite3.Connection, contents: list[Content], appender: SqliteA
         head = conn.execute(appender._read_head).fetchone()
         if head is None:
             raise HeadMissing("audit_chain_head has no row: is the schema migrated?")
-        rows, seq, prev_hash = chained_rows(contents, int(head[0]), str(head[1]), sqlite_time)
+        rows, seq, prev_hash = chained_rows(contents, int(head[0]), str(head[1]), sqlite_time_of)
         try:
             conn.executemany(appender._insert, rows)
         except sqlite3.OperationalError:

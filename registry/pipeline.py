@@ -31,7 +31,7 @@ from registry.contract import Contract, Rule
 from registry.deadlines import Deadlines
 from registry.digest import input_digest
 from registry.errors import CATALOGUE, PASS_THROUGH_CODES, Issue, OperationError, Problem
-from registry.invocation import Invocation, OperationRef, Outcome, Transport
+from registry.invocation import Invocation, Outcome, Transport
 from registry.model import WireModel
 from registry.ports import (
     AuditRecord,
@@ -79,19 +79,12 @@ class Call:
     finished: bool = False
     ran_handler: bool = False
 
-    @property
-    def contract_ref(self) -> OperationRef | None:
-        if self.operation is None:
-            return None
-        c = self.operation.contract
-        return OperationRef(c.key, c.version_text, c.kind)
-
     def outcome(self) -> Outcome:
-        problem = Problem.of(self.error) if self.error is not None else None
-        output = self.output if problem is None else None
-        return Outcome(
-            self.invocation.request_id, self.contract_ref, output, problem, self.replayed
-        )
+        ref = self.operation.ref if self.operation is not None else None
+        if self.error is None:
+            return Outcome(self.invocation.request_id, ref, self.output, None, self.replayed)
+        problem = Problem.of(self.error)
+        return Outcome(self.invocation.request_id, ref, None, problem, self.replayed)
 
 
 def input_issues(error: ValidationError) -> tuple[Issue, ...]:
@@ -176,16 +169,6 @@ class Pipeline:
         self.idempotency_wait_seconds = idempotency_wait_seconds
         self.audit_queries_when_unavailable = audit_queries_when_unavailable
         self.deadlines = Deadlines()
-        self.stages = (
-            self.resolve,
-            self.identify,
-            self.validate_input,
-            self.authorize,
-            self.limit_rate,
-            self.check_idempotency,
-            self.require_audit,
-            self.run_handler,
-        )
 
     async def invoke(self, invocation: Invocation) -> Outcome:
         """Run one invocation through every stage; always returns, always audits."""
@@ -193,10 +176,7 @@ class Pipeline:
             invocation.trace_id = new_trace_id()
         call = Call(invocation, time.perf_counter())
         try:
-            for stage in self.stages:
-                if call.finished:
-                    break
-                await stage(call)
+            await self.run_stages(call)
         except OperationError as exc:
             call.error = exc
         except asyncio.CancelledError:
@@ -207,6 +187,24 @@ class Pipeline:
             log.exception("pipeline_failure", request_id=invocation.request_id)
             call.error = CATALOGUE.INTERNAL()
         return await self.finish(call)
+
+    async def run_stages(self, call: Call) -> None:
+        """The stages in order (the module's docstring). Rate limiting and idempotency
+        are entered only where the contract or the call asks for them."""
+        await self.resolve(call)
+        await self.identify(call)
+        await self.validate_input(call)
+        await self.authorize(call)
+        assert call.operation is not None
+        contract = call.operation.contract
+        if contract.policy.rate_limit is not None:
+            await self.limit_rate(call)
+        if call.invocation.idempotency_key is not None and contract.kind == "command":
+            await self.check_idempotency(call)
+            if call.finished:  # a replay: the stored outcome is the answer
+                return
+        await self.require_audit(call)
+        await self.run_handler(call)
 
     async def actor_for(self, credentials: str | None) -> Actor | None:
         """The actor behind credentials, or None when they are refused. For listings
@@ -518,8 +516,14 @@ class Pipeline:
     @staticmethod
     def validate_output(operation: Operation, result: object) -> dict[str, Any]:
         """The handler's result as JSON, or INTERNAL if it breaks the contract."""
+        output = operation.contract.output
+        if type(result) is output and output.model_config.get("revalidate_instances") in (
+            None,
+            "never",
+        ):  # validated when it was made: model_validate would hand it back as it is
+            return result.model_dump(mode="json")
         try:
-            model = operation.contract.output.model_validate(result)
+            model = output.model_validate(result)
         except ValidationError as exc:
             log.error(
                 "output_contract_violation",

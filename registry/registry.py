@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
 import semver
@@ -13,6 +13,7 @@ from policy.actor import Actor
 from registry.context import Context
 from registry.contract import Contract, ContractError
 from registry.errors import ErrorSpec
+from registry.invocation import OperationRef
 from registry.model import WireModel
 
 Handler = Callable[[Any, Context], Awaitable[WireModel | dict[str, Any]]]
@@ -66,6 +67,12 @@ class Operation:
 
     contract: Contract
     handler: Handler
+    #: How outcomes and problems name it (made once, not per call).
+    ref: OperationRef = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        c = self.contract
+        object.__setattr__(self, "ref", OperationRef(c.key, c.version_text, c.kind))
 
 
 class Registry:

@@ -71,4 +71,4 @@ def response_traceparent(trace_id: str, request_value: str | None = None) -> str
     part of it, and the caller's flags (``00`` when it sent none)."""
     parent = parse_traceparent(request_value)
     flags = parent.flags if parent is not None and parent.trace_id == trace_id else "00"
-    return TraceParent(trace_id, new_span_id(), flags).header()
+    return f"00-{trace_id}-{new_span_id()}-{flags}"

@@ -10,7 +10,14 @@ from starlette.types import Message
 
 from registry.invocation import Outcome
 from transports.http import RequestHeaders
-from transports.rest import MAX_BODY_BYTES, ClientGone, RestTransport, path_params, read_body
+from transports.rest import (
+    MAX_BODY_BYTES,
+    ClientGone,
+    RestTransport,
+    body_input,
+    path_params,
+    read_body,
+)
 
 
 @pytest.mark.parametrize(
@@ -46,6 +53,29 @@ def test_headers_are_read_in_one_pass_and_the_first_of_a_repeated_one_wins() -> 
     assert found.request_id == "req-12345678"
     assert found.content_type == "application/json"
     assert found.idempotency_key is None and found.traceparent is None
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b"[" * 5000 + b"]" * 5000, "The body nests too deeply"),
+        (b'{"a": 1', "The body is not valid JSON"),
+        ('{"message": "hi"}'.encode("utf-16"), "The body is not valid JSON"),
+        (b'{"message": "\\ud800"}', "The body is not valid JSON"),  # a lone surrogate
+        (b'{"message": "\xff"}', "The body is not valid JSON"),
+    ],
+)
+def test_a_body_that_is_not_utf8_json_is_malformed(body: bytes, detail: str) -> None:
+    payload, error = body_input(body, "application/json")
+    assert payload is None and error is not None
+    assert (error.code, error.detail) == ("MALFORMED_REQUEST", detail)
+
+
+def test_a_json_body_decodes_as_json_does() -> None:
+    body = '{"a": [1, 2.5, -0.0, 1e400, 123456789012345678901234567890], "b": null, "c": "é"}'
+    assert body_input(body.encode(), "application/json") == (json.loads(body), None)
+    assert body_input(b"null", "application/json")[1] is not None  # not an object
+    assert body_input(b"  ", "application/json") == ({}, None)
 
 
 def _receiver(messages: list[Message]) -> Any:

@@ -110,19 +110,20 @@ _encoder = json.JSONEncoder(
     ensure_ascii=True, check_circular=False, allow_nan=True, separators=(",", ":")
 )
 _c_encoder = getattr(json.encoder, "c_make_encoder", None)
+#: CPython: the C encoder made once, not a new one per call (None elsewhere). One
+#: ``_json_of`` tests for it, rather than two conditional definitions: mypyc compiles
+#: this module and refuses a function defined twice.
+_iterencode: Callable[[Any, int], Iterator[str]] | None = (
+    _c_encoder(None, None, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
+    if _c_encoder is not None
+    else None
+)
 
 
 def _json_of(values: list[Any]) -> str:
-    return _encoder.encode(values)
-
-
-if _c_encoder is not None:  # CPython: the C encoder once, not a new one per call
-    _iterencode: Callable[[Any, int], Iterator[str]] = _c_encoder(
-        None, None, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
-    )
-
-    def _json_of(values: list[Any]) -> str:
+    if _iterencode is not None:
         return "".join(_iterencode(values, 0))
+    return _encoder.encode(values)
 
 
 _record_values = attrgetter(*(name for name, _ in _AFTER_AT))
@@ -133,8 +134,10 @@ _text_values = attrgetter(*_TEXT_COLUMNS)
 _TEXT_TYPES = frozenset({str, _NONE})
 
 
-def _as_stored(record: AuditRecord) -> bool:
-    """Whether every value of ``record`` already has the type its column stores."""
+def _as_stored(record: Any) -> bool:
+    """Whether every value of ``record`` (an ``AuditRecord``; ``Any``, as compiled code
+    would check each field's declared type on reading it) already has the type its column
+    stores."""
     return (
         type(record.status) is int
         and type(record.latency_ms) is float

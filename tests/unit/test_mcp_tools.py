@@ -224,6 +224,17 @@ async def new_key(server: Server, roles: tuple[str, ...] = ("user",)) -> tuple[s
     return tenant, token
 
 
+class Patched:
+    """``pipeline`` with some methods replaced (those of a compiled Pipeline cannot be)."""
+
+    def __init__(self, pipeline: Any, **methods: Any) -> None:
+        self.pipeline = pipeline
+        vars(self).update(methods)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.pipeline, name)
+
+
 def connect(server: Server, token: str | None, mode: str = "auto") -> Client:
     mcp = build_server(server.pipeline, lambda _ctx: Caller(token, client="test"))
     return Client(mcp, mode=mode)
@@ -345,7 +356,7 @@ async def test_a_failure_outside_the_pipeline_is_an_internal_error_result(
     async def broken(_invocation: Any) -> Any:
         raise RuntimeError("secret detail")
 
-    monkeypatch.setattr(server.pipeline, "invoke", broken)
+    monkeypatch.setattr(server, "pipeline", Patched(server.pipeline, invoke=broken))
     async with connect(server, token) as client:
         result = await client.call_tool("system_ping", {})
     body = problem(result)
@@ -536,7 +547,7 @@ async def test_stateless_json_handler_failures_are_json_rpc_errors(
         raise RuntimeError("secret detail")
 
     # no bearer check at the endpoint, so that only the listing's identity lookup fails
-    monkeypatch.setattr(server.pipeline, "actor_for", broken)
+    monkeypatch.setattr(server, "pipeline", Patched(server.pipeline, actor_for=broken))
     async with stateless_endpoint(server) as endpoint:
         endpoint.require_auth = False
         ours = answer(await post(endpoint, rpc("tools/list"), {}, token))

@@ -1,0 +1,68 @@
+"""The compiled build (``setup.py``, mypyc): what it may compile, and stale extensions."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import os
+from importlib.machinery import EXTENSION_SUFFIXES
+from pathlib import Path
+
+import pytest
+
+from specops.native import stale_extensions
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def compiled_sources() -> list[str]:
+    """``COMPILED`` of setup.py, read without running it."""
+    for node in ast.parse((ROOT / "setup.py").read_text()).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "COMPILED" for target in node.targets
+        ):
+            return list(ast.literal_eval(node.value))
+    raise AssertionError("setup.py lists no COMPILED modules")
+
+
+def test_the_listed_modules_are_all_compiled_or_none_is() -> None:
+    names = [source.removesuffix(".py").replace("/", ".") for source in compiled_sources()]
+    compiled = [
+        name for name in names if not str(importlib.import_module(name).__file__).endswith(".py")
+    ]
+    assert compiled in ([], names)  # none: SPECOPS_PURE_PYTHON=1
+
+
+@pytest.mark.parametrize("source", compiled_sources())
+def test_compiled_modules_do_not_rely_on_exception_chaining(source: str) -> None:
+    """mypyc ignores the ``from`` of ``raise ... from cause``: the exception gets no
+    ``__cause__`` (and ``from None`` hides no context). A compiled module may write ``from
+    None`` (for the interpreted build's tracebacks), nothing else."""
+    chained = [
+        node.lineno
+        for node in ast.walk(ast.parse((ROOT / source).read_text()))
+        if isinstance(node, ast.Raise)
+        and node.cause is not None
+        and not (isinstance(node.cause, ast.Constant) and node.cause.value is None)
+    ]
+    assert not chained, f"{source}: raise ... from <cause> on lines {chained}"
+
+
+def test_an_extension_module_older_than_its_source_is_stale(tmp_path: Path) -> None:
+    (tmp_path / "setup.py").write_text("")  # a source checkout
+    package = tmp_path / "pkg"
+    package.mkdir()
+    source = package / "mod.py"
+    source.write_text("")
+    extension = package / f"mod{EXTENSION_SUFFIXES[0]}"
+    extension.write_bytes(b"")
+    (package / "other.py").write_text("")
+    os.utime(source, (1000, 1000))
+    os.utime(extension, (2000, 2000))
+    assert stale_extensions([str(package)]) == []
+    os.utime(source, (3000, 3000))
+    assert stale_extensions([str(package)]) == [str(extension)]
+    source.unlink()
+    assert stale_extensions([str(package)]) == [str(extension)]
+    (tmp_path / "setup.py").unlink()  # installed: sources and extensions come together
+    assert stale_extensions([str(package)]) == []

@@ -15,6 +15,8 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from registry.errors import detached
+
 T = TypeVar("T")
 
 DEFAULT_RESOLUTION = 0.02
@@ -57,7 +59,7 @@ class Deadlines:
             if call.expired:
                 call.expired = False  # our cancellation is taken back here
                 if task.uncancel() <= call.cancelling:
-                    raise TimeoutError() from None
+                    raise detached(TimeoutError()) from None
             raise
         finally:
             del self._calls[token]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +95,20 @@ class Catalogue:
 
 
 CATALOGUE = Catalogue()
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def detached(error: E) -> E:
+    """``error``, shown without the exception being handled when it is raised, as
+    ``raise error from None`` shows it. Compiled modules (mypyc) ignore ``from None``, and
+    the exception they replace may quote the input (a pydantic ``ValidationError``), so
+    they raise ``detached(error) from None``."""
+    error.__cause__ = None
+    error.__suppress_context__ = True
+    return error
+
 
 #: Catalogue codes a handler may raise without declaring them: refusals that need stored
 #: data (``ctx.allowed``, a cursor to decode) and upstream trouble.

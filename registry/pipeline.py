@@ -30,7 +30,14 @@ from registry.context import Context
 from registry.contract import Contract, Rule
 from registry.deadlines import Deadlines
 from registry.digest import input_digest
-from registry.errors import CATALOGUE, PASS_THROUGH_CODES, Issue, OperationError, Problem
+from registry.errors import (
+    CATALOGUE,
+    PASS_THROUGH_CODES,
+    Issue,
+    OperationError,
+    Problem,
+    detached,
+)
 from registry.invocation import Invocation, Outcome, Transport
 from registry.model import WireModel
 from registry.ports import (
@@ -345,7 +352,7 @@ class Pipeline:
             call.input = contract.input.model_validate(raw)
         except ValidationError as exc:
             issues = input_issues(exc)
-            raise CATALOGUE.INVALID_INPUT(summarize(issues), issues=issues) from None
+            raise detached(CATALOGUE.INVALID_INPUT(summarize(issues), issues=issues)) from None
         call.input_digest = input_digest(call.input)
 
     async def authorize(self, call: Call) -> None:
@@ -506,10 +513,12 @@ class Pipeline:
             if contract.declared_error(exc.code) or exc.code in PASS_THROUGH_CODES:
                 raise
             log.error("undeclared_error", operation=contract.ref, code=exc.code)
-            raise CATALOGUE.INTERNAL() from None
+            raise detached(CATALOGUE.INTERNAL()) from None
         except TimeoutError:
-            raise CATALOGUE.TIMEOUT(
-                f"{contract.key} did not finish within {contract.timeout_seconds:g}s"
+            raise detached(
+                CATALOGUE.TIMEOUT(
+                    f"{contract.key} did not finish within {contract.timeout_seconds:g}s"
+                )
             ) from None
         call.output = self.validate_output(call.operation, result)
 
@@ -530,7 +539,7 @@ class Pipeline:
                 operation=operation.contract.ref,
                 issues=[i.as_dict() for i in input_issues(exc)],
             )
-            raise CATALOGUE.INTERNAL() from None
+            raise detached(CATALOGUE.INTERNAL()) from None
         return model.model_dump(mode="json")
 
     # -- after the stages ---------------------------------------------------------------

@@ -5,12 +5,17 @@ from __future__ import annotations
 import ast
 import importlib
 import os
+import traceback
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 import pytest
 
+from registry.errors import OperationError
+from registry.invocation import Invocation
+from registry.pipeline import Call
 from specops.native import stale_extensions
+from tests.unit.test_trace_context import Sink, make_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,6 +51,34 @@ def test_compiled_modules_do_not_rely_on_exception_chaining(source: str) -> None
         and not (isinstance(node.cause, ast.Constant) and node.cause.value is None)
     ]
     assert not chained, f"{source}: raise ... from <cause> on lines {chained}"
+    # ...and ``from None`` only on a ``detached(...)`` error, which hides the context
+    # whether or not the ``from None`` is honoured
+    bare = [
+        node.lineno
+        for node in ast.walk(ast.parse((ROOT / source).read_text()))
+        if isinstance(node, ast.Raise)
+        and node.cause is not None
+        and not (
+            isinstance(node.exc, ast.Call)
+            and isinstance(node.exc.func, ast.Name)
+            and node.exc.func.id == "detached"
+        )
+    ]
+    assert not bare, f"{source}: raise ... from None without detached() on lines {bare}"
+
+
+async def test_an_invalid_input_error_does_not_show_the_validation_error_it_replaced() -> None:
+    """A pydantic ValidationError quotes the input: the INVALID_INPUT that replaces it
+    must not show it in a traceback, in the compiled build as in the interpreted one."""
+    pipeline = make_pipeline(Sink())
+    call = Call(Invocation(key="test.echo", input={"text": 5}, transport="cli"), 0.0)
+    await pipeline.resolve(call)
+    with pytest.raises(OperationError) as raised:
+        await pipeline.validate_input(call)
+    assert raised.value.code == "INVALID_INPUT"
+    assert raised.value.__suppress_context__ and raised.value.__cause__ is None
+    shown = "".join(traceback.format_exception(raised.value))
+    assert "ValidationError" not in shown
 
 
 def test_an_extension_module_older_than_its_source_is_stale(tmp_path: Path) -> None:

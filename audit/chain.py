@@ -134,15 +134,15 @@ _text_values = attrgetter(*_TEXT_COLUMNS)
 _TEXT_TYPES = frozenset({str, _NONE})
 
 
-def _as_stored(record: Any) -> bool:
+def _as_stored(record: Any, texts: tuple[Any, ...]) -> bool:
     """Whether every value of ``record`` (an ``AuditRecord``; ``Any``, as compiled code
-    would check each field's declared type on reading it) already has the type its column
-    stores."""
+    would check each field's declared type on reading it), its text columns ``texts``
+    included, already has the type its column stores."""
     return (
         type(record.status) is int
         and type(record.latency_ms) is float
         and type(record.replayed) is bool
-        and set(map(type, _text_values(record))) <= _TEXT_TYPES
+        and set(map(type, texts)) <= _TEXT_TYPES
     )
 
 
@@ -150,8 +150,9 @@ def record_content(record: AuditRecord) -> Content:
     """A record's content as it is stored and hashed. Raises (TypeError, ValueError) for
     a record whose values do not fit their columns."""
     values: tuple[Any, ...] = _record_values(record)
-    if _as_stored(record):
-        has_nul = "\x00" in "".join(filter(None, _text_values(record)))
+    texts: tuple[Any, ...] = _text_values(record)
+    if _as_stored(record, texts):
+        has_nul = "\x00" in "".join(filter(None, texts))
     else:
         values = tuple(normalise(v) for (_, normalise), v in zip(_AFTER_AT, values, strict=True))
         has_nul = any(type(v) is str and "\x00" in v for v in values)

@@ -80,7 +80,7 @@ class SqliteAppender:
         when the insert failed, ``HeadMissing``, or the driver's error otherwise."""
         loop = asyncio.get_running_loop()
         try:
-            _append(self._loop_connection(), contents, self)
+            self._append(self._loop_connection(), contents)
         except _Locked:
             self.deferred += 1
             await loop.run_in_executor(self._executor, self._append_waiting, contents)
@@ -108,31 +108,63 @@ class SqliteAppender:
 
     def _loop_connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout=0")  # another process' lock: the thread
-            conn.execute("PRAGMA synchronous=NORMAL")  # as the engine's (WAL: the file's)
-            conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints: the thread
-            self._conn = conn
+            # another process' lock, and checkpoints: the helper thread's
+            self._conn = self._open("busy_timeout=0", "wal_autocheckpoint=0")
         return self._conn
 
     def _close_loop_connection(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.close()
-            self._conn = None
+        _close(self._conn)
+        self._conn = None
+
+    def _open(self, *pragmas: str) -> sqlite3.Connection:
+        """A connection of ours to the file, synchronous as the engine's (WAL: the
+        file's), with ``pragmas`` besides."""
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        for pragma in ("synchronous=NORMAL", *pragmas):
+            conn.execute(f"PRAGMA {pragma}")
+        return conn
+
+    def _append(self, conn: sqlite3.Connection, contents: list[Content]) -> None:
+        """One transaction: take the write lock, read the head, insert the chained rows,
+        move the head. Raises ``_Locked`` when the lock is taken and ``conn`` does not
+        wait."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise _Locked() from exc
+            raise
+        try:
+            head = conn.execute(self._read_head).fetchone()
+            if head is None:
+                raise HeadMissing("audit_chain_head has no row: is the schema migrated?")
+            rows, seq, prev_hash = chained_rows(
+                contents, int(head[0]), str(head[1]), sqlite_time_of
+            )
+            try:
+                conn.executemany(self._insert, rows)
+            except sqlite3.OperationalError:
+                raise  # the store (locked, gone, full), not the records
+            except sqlite3.Error as exc:
+                raise RecordsRefused() from exc
+            now = sqlite_time(datetime.now(UTC).replace(tzinfo=None))
+            conn.execute(self._update_head, (seq, prev_hash, now))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
 
     # -- on the helper thread -------------------------------------------------------------
 
     def _connection(self) -> sqlite3.Connection:
         if self._thread_conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._thread_conn = conn
+            self._thread_conn = self._open(f"busy_timeout={BUSY_TIMEOUT_MS}")
         return self._thread_conn
 
     def _append_waiting(self, contents: list[Content]) -> None:
-        _append(self._connection(), contents, self)
+        self._append(self._connection(), contents)
 
     def _run_checkpoint(self) -> None:
         """Copy the WAL back into the database file, without waiting for anyone."""
@@ -149,10 +181,14 @@ class SqliteAppender:
             raise
 
     def _close(self) -> None:
-        if self._thread_conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._thread_conn.close()
-            self._thread_conn = None
+        _close(self._thread_conn)
+        self._thread_conn = None
+
+
+def _close(conn: sqlite3.Connection | None) -> None:
+    if conn is not None:
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
 
 
 class _Locked(Exception):
@@ -161,33 +197,3 @@ class _Locked(Exception):
 
 def _is_busy(exc: sqlite3.Error) -> bool:
     return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-
-
-def _append(conn: sqlite3.Connection, contents: list[Content], appender: SqliteAppender) -> None:
-    """One transaction: take the write lock, read the head, insert the chained rows, move
-    the head. Raises ``_Locked`` when the lock is taken and ``conn`` does not wait."""
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as exc:
-        if _is_busy(exc):
-            raise _Locked() from exc
-        raise
-    try:
-        head = conn.execute(appender._read_head).fetchone()
-        if head is None:
-            raise HeadMissing("audit_chain_head has no row: is the schema migrated?")
-        rows, seq, prev_hash = chained_rows(contents, int(head[0]), str(head[1]), sqlite_time_of)
-        try:
-            conn.executemany(appender._insert, rows)
-        except sqlite3.OperationalError:
-            raise  # the store (locked, gone, full), not the records
-        except sqlite3.Error as exc:
-            raise RecordsRefused() from exc
-        now = sqlite_time(datetime.now(UTC).replace(tzinfo=None))
-        conn.execute(appender._update_head, (seq, prev_hash, now))
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-        raise

@@ -176,13 +176,15 @@ class CasbinAuthorizer:
         """An enforcer holding only the lines that apply to ``tenant``: the global ones and
         its own. Lines of other tenants can match none of its requests, so decisions are
         those over every line, at a cost that does not grow with the number of tenants
-        that hold lines of their own."""
+        that hold lines of their own. The lines are held in their text's order: where
+        several grant a request, the one named as deciding is then the same whatever
+        order they were added in."""
         enforcer = self._enforcers.get(tenant)
         if enforcer is not None:
             return enforcer
         enforcer = casbin.Enforcer(casbin.Enforcer.new_model(text=self.model_text))
         enforcer.add_named_domain_matching_func("g", key_match)
-        lines = [line for line in self.lines if applies_to(line, tenant)]
+        lines = sorted((line for line in self.lines if applies_to(line, tenant)), key=str)
         permissions = [list(line.values) for line in lines if line.ptype == "p"]
         groupings = [list(line.values) for line in lines if line.ptype == "g"]
         enforcer.clear_policy()

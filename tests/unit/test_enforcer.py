@@ -105,6 +105,22 @@ async def test_an_inherited_deny_beats_a_wildcard_allow(tmp_path) -> None:
     assert await authz.allowed(actor("admin", tenant="t1"), "invoice", "read")
 
 
+async def test_the_deciding_line_does_not_depend_on_the_order_lines_were_added() -> None:
+    granting = [
+        PolicyLine.permission("user", "t1", "invoice", "read", "allow"),
+        PolicyLine.permission("user", "t1", "*", "read", "allow"),
+        PolicyLine.permission("user", "*", "invoice", "*", "allow"),
+    ]
+    rules = set()
+    for lines in (granting, granting[::-1], granting[1:] + granting[:1]):
+        decision = await CasbinAuthorizer(lines=lines).decide(
+            actor("user", tenant="t1"), "invoice", "read"
+        )
+        assert decision.allowed
+        rules.add(decision.rule)
+    assert len(rules) == 1, rules
+
+
 async def test_tenant_specific_lines_grant_in_that_tenant_only(tmp_path) -> None:
     authz = authorizer_with(tmp_path, "p, user, t1, x, y, allow")
     assert await authz.allowed(actor("user", tenant="t1"), "x", "y")

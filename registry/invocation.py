@@ -14,11 +14,12 @@ Transport = Literal["rest", "graphql", "mcp", "cli", "webhook", "workflow"]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 
 
-def request_id_from(candidate: str | None) -> str:
-    """Keep a caller's request id when it is sane, otherwise mint one."""
+def request_id_from(candidate: str | None, minted: str | None = None) -> str:
+    """Keep a caller's request id when it is sane, otherwise ``minted`` (a new one when
+    none is given)."""
     if candidate and _REQUEST_ID.fullmatch(candidate):
         return candidate
-    return new_request_id()
+    return minted if minted is not None else new_request_id()
 
 
 def new_request_id() -> str:
@@ -29,6 +30,24 @@ def new_request_id() -> str:
     The random bits come from ``random`` (seeded from the OS, reseeded in a forked
     child), not a system call per id: an id names a request, it guards nothing."""
     return f"{time.time_ns() // 1_000_000:012x}{random.getrandbits(80):020x}"
+
+
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
+
+
+def new_ids() -> tuple[str, str, str]:
+    """A new request id (as ``new_request_id``), W3C trace id (32 hex digits) and span
+    id (16), never all zeros, from one random draw: a REST call needs all three, and
+    three draws cost it microseconds."""
+    text = f"{random.getrandbits(272):068x}"
+    trace_id = text[20:52]
+    span_id = text[52:]
+    if trace_id == _ZERO_TRACE:
+        trace_id = "0" * 31 + "1"
+    if span_id == _ZERO_SPAN:
+        span_id = "0" * 15 + "1"
+    return f"{time.time_ns() // 1_000_000:012x}{text[:20]}", trace_id, span_id
 
 
 @dataclass(slots=True)

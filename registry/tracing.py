@@ -66,9 +66,12 @@ def trace_id_from(value: str | None) -> str | None:
     return parent.trace_id if parent is not None else None
 
 
-def response_traceparent(trace_id: str, request_value: str | None = None) -> str:
-    """The ``traceparent`` to answer with: the same trace, a new span id for this server's
-    part of it, and the caller's flags (``00`` when it sent none)."""
+def response_traceparent(
+    trace_id: str, request_value: str | None = None, span_id: str | None = None
+) -> str:
+    """The ``traceparent`` to answer with: the same trace, a span id for this server's
+    part of it (``span_id``, or a new one), and the caller's flags (``00`` when it sent
+    none)."""
     parent = parse_traceparent(request_value)
     flags = parent.flags if parent is not None and parent.trace_id == trace_id else "00"
-    return f"00-{trace_id}-{new_span_id()}-{flags}"
+    return f"00-{trace_id}-{span_id or new_span_id()}-{flags}"

@@ -24,7 +24,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from registry.errors import CATALOGUE, Issue, OperationError, Problem
-from registry.invocation import Invocation, Outcome, request_id_from
+from registry.invocation import Invocation, Outcome, new_ids, request_id_from
 from registry.pipeline import Pipeline
 from registry.tracing import response_traceparent, trace_id_from
 from transports.http import (
@@ -182,6 +182,7 @@ class RestTransport:
         else:
             body = await read_body(receive, headers)
             payload, error = body_input(body, headers.content_type)
+        request_id, trace_id, span_id = new_ids()
         invocation = Invocation(
             key=params["key"],
             version=params.get("version"),
@@ -189,17 +190,16 @@ class RestTransport:
             transport="rest",
             credentials=credentials_from(headers.authorization),
             idempotency_key=headers.idempotency_key,
-            request_id=request_id_from(headers.request_id),
+            request_id=request_id_from(headers.request_id, request_id),
             client=client_of(scope),
             read_only=read_only,
             wire_error=error,
-            trace_id=trace_id_from(headers.traceparent),
+            trace_id=trace_id_from(headers.traceparent) or trace_id,
         )
         outcome = await self.pipeline.invoke(invocation)
-        extra = None
-        if invocation.trace_id is not None:  # the pipeline sets one
-            extra = {"traceparent": response_traceparent(invocation.trace_id, headers.traceparent)}
-        await send_outcome(send, outcome, extra)
+        trace_id = invocation.trace_id or trace_id  # the pipeline keeps it
+        traceparent = response_traceparent(trace_id, headers.traceparent, span_id)
+        await send_outcome(send, outcome, {"traceparent": traceparent})
 
     async def method_not_allowed(
         self, scope: Scope, send: Send, params: dict[str, str], headers: RequestHeaders

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from typing import Any, Literal
 
@@ -12,7 +13,7 @@ from audit.record import AuditRecord
 from policy.actor import Actor
 from policy.rules import Decision
 from registry.contract import Contract, RateLimit, command, query
-from registry.invocation import Invocation
+from registry.invocation import Invocation, new_ids, new_request_id
 from registry.model import WireModel
 from registry.pipeline import Pipeline
 from registry.ports import Claim, IdempotencyScope, StoredOutcome
@@ -74,6 +75,31 @@ def test_new_ids_are_random_hex() -> None:
     assert HEX32.match(new_trace_id())
     assert new_trace_id() != new_trace_id()
     assert re.match(r"^[0-9a-f]{16}$", new_span_id())
+
+
+def test_one_draw_mints_a_request_id_a_trace_id_and_a_span_id() -> None:
+    request_id, trace_id, span_id = new_ids()
+    assert re.match(r"^[0-9a-f]{32}$", request_id)
+    assert HEX32.match(trace_id)
+    assert re.match(r"^[0-9a-f]{16}$", span_id)
+    # the request id leads with the time in milliseconds, as new_request_id's does
+    assert abs(int(request_id[:12], 16) - int(new_request_id()[:12], 16)) < 60_000
+    assert len({new_ids() for _ in range(100)}) == 100
+    assert request_id[12:] not in (trace_id, span_id)
+
+
+def test_minted_trace_and_span_ids_are_never_all_zeros(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(random, "getrandbits", lambda bits: 0)
+    request_id, trace_id, span_id = new_ids()
+    assert (trace_id, span_id) == ("0" * 31 + "1", "0" * 15 + "1")
+    assert parse_traceparent(f"00-{trace_id}-{span_id}-00") is not None
+    assert request_id.endswith("0" * 20)
+
+
+def test_the_response_span_is_the_one_given() -> None:
+    answer = parse_traceparent(response_traceparent(TRACE, VALID, "00f067aa0ba902b7"))
+    assert answer is not None
+    assert (answer.trace_id, answer.span_id, answer.flags) == (TRACE, "00f067aa0ba902b7", "01")
 
 
 def test_the_response_continues_the_trace_with_a_new_span() -> None:

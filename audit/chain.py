@@ -10,7 +10,7 @@ columns of ``CONTENT`` in that order. The same record gives the same bytes as wr
 ``audit.log``, as read back from SQLite or from PostgreSQL, and as exported to JSON lines:
 
 - ``at`` is UTC with microseconds, ``2024-05-01T12:00:00.123456Z`` (a record's float time
-  is rounded to microseconds once, by ``timestamp_to_utc``, before it is stored);
+  is rounded to microseconds once, by ``timestamp_text``, before it is stored);
 - text columns are ``str`` or null, ``status`` an integer, ``latency_ms`` a float (its
   ``repr``: a double survives both databases exactly), ``replayed`` a JSON boolean
   (SQLite returns 0/1).
@@ -37,10 +37,37 @@ GENESIS = "0" * 64
 _EPOCH = datetime(1970, 1, 1)
 
 
+class _SecondText:
+    """The ISO text of the last second asked for: records come many a second, and
+    formatting a datetime costs each one microseconds. One immutable pair, replaced
+    whole, so that threads sharing it never see one second's text under another's."""
+
+    def __init__(self) -> None:
+        self.entry: tuple[int, str] = (0, _EPOCH.isoformat())
+
+    def of(self, second: int) -> str:
+        entry = self.entry
+        if entry[0] == second:
+            return entry[1]
+        text = (_EPOCH + timedelta(seconds=second)).isoformat()
+        self.entry = (second, text)
+        return text
+
+
+_second_text = _SecondText()
+
+
+def timestamp_text(at: float) -> str:
+    """A record's time (seconds since the epoch) rounded to the microsecond, as naive
+    UTC ISO text (``2024-05-01T12:00:00.123457``): what both databases keep, and the
+    form a content holds it in. Raises OverflowError beyond datetime's years."""
+    second, micro = divmod(round(at * 1_000_000), 1_000_000)
+    return _second_text.of(second) + "." + str(micro).zfill(6)  # a third of an f-string's cost
+
+
 def timestamp_to_utc(at: float) -> datetime:
-    """A record's time (seconds since the epoch) as a naive UTC datetime, rounded to the
-    microsecond: what both databases keep."""
-    return _EPOCH + timedelta(microseconds=round(at * 1_000_000))
+    """``timestamp_text`` as a naive UTC datetime."""
+    return datetime.fromisoformat(timestamp_text(at))
 
 
 def naive_utc(value: datetime | str) -> datetime:
@@ -56,6 +83,12 @@ def naive_utc(value: datetime | str) -> datetime:
 def time_text(at: datetime) -> str:
     """The canonical text of a naive UTC time: ``2024-05-01T12:00:00.123456Z``."""
     return at.isoformat(timespec="microseconds") + "Z"
+
+
+def utc_text(value: datetime | str) -> str:
+    """A stored or exported time as a content holds it: naive UTC ISO text with
+    microseconds (``2024-05-01T12:00:00.123456``)."""
+    return naive_utc(value).isoformat(timespec="microseconds")
 
 
 def _text(value: Any) -> str | None:
@@ -75,9 +108,9 @@ def _boolean(value: Any) -> bool:
 
 
 #: The hashed columns, in hashing order, with the normalisation of each. ``at`` comes
-#: first and is normalised apart (``naive_utc``). Frozen: see the module's docstring.
+#: first and is normalised apart (``utc_text``). Frozen: see the module's docstring.
 CONTENT: tuple[tuple[str, Callable[[Any], Any]], ...] = (
-    ("at", naive_utc),
+    ("at", utc_text),
     ("request_id", _text),
     ("transport", _text),
     ("client", _text),
@@ -102,7 +135,7 @@ CONTENT: tuple[tuple[str, Callable[[Any], Any]], ...] = (
 CONTENT_COLUMNS: tuple[str, ...] = tuple(name for name, _ in CONTENT)
 _AFTER_AT = CONTENT[1:]
 
-#: Content is a tuple in ``CONTENT`` order: ``at`` a naive UTC datetime, the rest
+#: Content is a tuple in ``CONTENT`` order: ``at`` as ``utc_text`` gives it, the rest
 #: normalised Python values.
 Content = tuple[Any, ...]
 
@@ -127,32 +160,38 @@ def _json_of(values: list[Any]) -> str:
 
 
 _record_values = attrgetter(*(name for name, _ in _AFTER_AT))
-_NONE = type(None)
 #: The text columns of a record (those whose values are str or None as they are).
 _TEXT_COLUMNS = tuple(name for name, normalise in _AFTER_AT if normalise is _text)
 _text_values = attrgetter(*_TEXT_COLUMNS)
-_TEXT_TYPES = frozenset({str, _NONE})
 
 
-def _as_stored(record: Any, texts: tuple[Any, ...]) -> bool:
-    """Whether every value of ``record`` (an ``AuditRecord``; ``Any``, as compiled code
-    would check each field's declared type on reading it), its text columns ``texts``
-    included, already has the type its column stores."""
-    return (
-        type(record.status) is int
-        and type(record.latency_ms) is float
-        and type(record.replayed) is bool
-        and set(map(type, texts)) <= _TEXT_TYPES
-    )
+def _stored_text(record: Any, texts: tuple[Any, ...]) -> str | None:
+    """The text columns ``texts`` of ``record`` joined (to look for NUL in one pass),
+    when every value of the record (an ``AuditRecord``; ``Any``, as compiled code would
+    check each field's declared type on reading it) already has the type its column
+    stores; None when one needs normalising."""
+    if (
+        type(record.status) is not int
+        or type(record.latency_ms) is not float
+        or type(record.replayed) is not bool
+    ):
+        return None
+    present: list[str] = []
+    for text in texts:
+        if text is not None:
+            if type(text) is not str:
+                return None
+            present.append(text)
+    return "".join(present)
 
 
 def record_content(record: AuditRecord) -> Content:
     """A record's content as it is stored and hashed. Raises (TypeError, ValueError) for
     a record whose values do not fit their columns."""
     values: tuple[Any, ...] = _record_values(record)
-    texts: tuple[Any, ...] = _text_values(record)
-    if _as_stored(record, texts):
-        has_nul = "\x00" in "".join(filter(None, texts))
+    joined = _stored_text(record, _text_values(record))
+    if joined is not None:
+        has_nul = "\x00" in joined
     else:
         values = tuple(normalise(v) for (_, normalise), v in zip(_AFTER_AT, values, strict=True))
         has_nul = any(type(v) is str and "\x00" in v for v in values)
@@ -160,7 +199,7 @@ def record_content(record: AuditRecord) -> Content:
         # No database stores NUL in text (PostgreSQL refuses it): a record must not be
         # lost for a caller's odd byte, so it is kept as U+FFFD.
         values = tuple(v.replace("\x00", "\ufffd") if type(v) is str else v for v in values)
-    return (timestamp_to_utc(record.at), *values)
+    return (timestamp_text(record.at), *values)
 
 
 def row_content(row: Mapping[Any, Any]) -> Content:
@@ -170,7 +209,7 @@ def row_content(row: Mapping[Any, Any]) -> Content:
 
 def canonical(seq: int, content: Content) -> bytes:
     """The bytes hashed for the record at ``seq``."""
-    return _canonical_of(seq, time_text(content[0]), content)
+    return _canonical_of(seq, content[0] + "Z", content)
 
 
 def _canonical_of(seq: int, at_text: str, content: Content) -> bytes:
@@ -182,9 +221,9 @@ def chain_hash(prev_hash: str, seq: int, content: Content) -> str:
     return sha256(prev_hash.encode("ascii") + canonical(seq, content)).hexdigest()
 
 
-#: How a driver takes a record's time: from the naive UTC ``datetime`` and its ISO text
-#: (``2024-05-01T12:00:00.123456``), which the chain needs anyway.
-EncodeAt = Callable[[datetime, str], Any]
+#: How a driver takes a record's time, from its naive UTC ISO text
+#: (``2024-05-01T12:00:00.123456``).
+EncodeAt = Callable[[str], Any]
 
 
 def chained_rows(
@@ -198,9 +237,8 @@ def chained_rows(
     for content in contents:
         seq += 1
         at = content[0]
-        iso = at.isoformat(timespec="microseconds")
-        hashed = prev_hash.encode("ascii") + _canonical_of(seq, iso + "Z", content)
+        hashed = prev_hash.encode("ascii") + _canonical_of(seq, at + "Z", content)
         digest = sha256(hashed).hexdigest()
-        rows.append((encode_at(at, iso), *content[1:], seq, prev_hash, digest))
+        rows.append((encode_at(at), *content[1:], seq, prev_hash, digest))
         prev_hash = digest
     return rows, seq, prev_hash

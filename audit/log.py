@@ -91,8 +91,9 @@ def _aware_time(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC)
 
 
-def _aware_time_of(at: datetime, _iso: str) -> datetime:
-    return _aware_time(at)
+def _aware_time_of(iso: str) -> datetime:
+    """A time given as naive UTC ISO text, as asyncpg takes it for ``timestamptz``."""
+    return _aware_time(datetime.fromisoformat(iso))
 
 
 class _StoreDown(Exception):

@@ -36,6 +36,25 @@ BUSY_TIMEOUT_MS = 10_000
 CHECKPOINT_ROWS = 2_000
 
 
+def bind_common_values_directly() -> None:
+    """Make the stdlib driver bind ``None`` and ``bool`` without its adaptation search.
+
+    ``sqlite3`` binds ``int``, ``float``, ``str`` and ``bytearray`` at once, but looks
+    for an adapter for anything else: it asks its ``PrepareProtocol`` type for
+    ``__adapt__``, and that failed lookup raises and clears an ``AttributeError``. An
+    audit row has a few NULLs and a boolean, so that search cost about a microsecond per
+    value, a fifth of the row. Registered adapters are found first: ``None`` maps to
+    ``None`` (``{}.get``, a C function) and ``bool`` to ``int``, which the driver would
+    bind as NULL and as 0 or 1 anyway, so nothing stored changes, for any connection of
+    the process. Idempotent."""
+    sqlite3.register_adapter(type(None), _NOTHING.get)
+    sqlite3.register_adapter(bool, int)
+
+
+#: ``_NOTHING.get(value)`` is None for any value.
+_NOTHING: dict[object, None] = {}
+
+
 class RecordsRefused(Exception):
     """The insert failed: maybe a record's fault (``__cause__`` says how)."""
 
@@ -49,8 +68,9 @@ def sqlite_time(at: datetime) -> str:
     return at.isoformat(sep=" ", timespec="microseconds")
 
 
-def sqlite_time_of(_at: datetime, iso: str) -> str:
-    """``sqlite_time`` of a time whose ISO text (``T`` between date and time) is known."""
+def sqlite_time_of(iso: str) -> str:
+    """``sqlite_time`` of a time given as naive UTC ISO text (``T`` between date and
+    time, microseconds)."""
     return f"{iso[:10]} {iso[11:]}"
 
 
@@ -64,6 +84,7 @@ class SqliteAppender:
         self._update_head = update_head
         self._probe = probe
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-sqlite")
+        bind_common_values_directly()
         #: The event loop's connection (never waits for a lock, never checkpoints) and
         #: the helper thread's (waits for the lock; checkpoints).
         self._conn: sqlite3.Connection | None = None

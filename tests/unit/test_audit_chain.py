@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy import select
 
@@ -25,6 +26,7 @@ from audit.chain import (
     chain_hash,
     record_content,
     row_content,
+    timestamp_text,
     timestamp_to_utc,
 )
 from audit.export import export_record, row_of_export
@@ -90,6 +92,19 @@ def test_the_encoding_is_frozen() -> None:
     )
 
 
+def test_a_record_time_is_text_of_its_second_and_microsecond() -> None:
+    # records of one second share its text; the next second gets its own
+    assert timestamp_text(1_700_000_000.25) == "2023-11-14T22:13:20.250000"
+    assert timestamp_text(1_700_000_000.75) == "2023-11-14T22:13:20.750000"
+    assert timestamp_text(1_700_000_001.0) == "2023-11-14T22:13:21.000000"
+    assert timestamp_text(1_700_000_000.9999996) == "2023-11-14T22:13:21.000000"
+    assert timestamp_text(1_699_999_999.5) == "2023-11-14T22:13:19.500000"
+    assert timestamp_text(-0.5) == "1969-12-31T23:59:59.500000"
+    assert timestamp_text(0.0) == "1970-01-01T00:00:00.000000"
+    with pytest.raises(OverflowError):
+        timestamp_text(1e12)
+
+
 def test_times_are_rounded_to_the_microsecond_once() -> None:
     assert timestamp_to_utc(1_700_000_000.1234567) == datetime(2023, 11, 14, 22, 13, 20, 123457)
     assert timestamp_to_utc(0.0000005) == datetime(1970, 1, 1, 0, 0, 0, 0)  # half to even
@@ -99,10 +114,13 @@ def test_times_are_rounded_to_the_microsecond_once() -> None:
 def test_values_are_normalised_as_the_databases_return_them() -> None:
     as_written = record_content(FIXED)
     row = {name: value for name, value in zip(CONTENT_COLUMNS, as_written, strict=True)}
-    sqlite_like = {**row, "replayed": 0, "at": as_written[0]}
-    postgres_like = {**row, "at": as_written[0].replace(tzinfo=UTC).astimezone()}
+    assert as_written[0] == "2023-11-14T22:13:20.123457"
+    written_at = datetime(2023, 11, 14, 22, 13, 20, 123457)
+    sqlite_like = {**row, "replayed": 0, "at": written_at}
+    sqlite_text = {**row, "replayed": 0, "at": "2023-11-14 22:13:20.123457"}
+    postgres_like = {**row, "at": written_at.replace(tzinfo=UTC).astimezone()}
     exported = {**row, "at": "2023-11-14T22:13:20.123457Z", "latency_ms": 12.5}
-    for variant in (sqlite_like, postgres_like, exported):
+    for variant in (sqlite_like, sqlite_text, postgres_like, exported):
         assert row_content(variant) == as_written
     odd = record_content(replace(FIXED, status="201", latency_ms=3, replayed=1, client=5))  # type: ignore[arg-type]
     assert odd[CONTENT_COLUMNS.index("status")] == 201

@@ -21,6 +21,7 @@ from structlog.testing import capture_logs
 from audit.errors import AuditUnavailable
 from audit.log import AuditLog, log_level
 from audit.record import AuditRecord
+from audit.sqlite_appender import bind_common_values_directly
 from audit.verify import verify_chain
 from storage.database import Database
 from storage.tables import audit_events
@@ -181,6 +182,36 @@ async def test_rows_form_a_chain_across_batches(database) -> None:
     assert all(r["prev_hash"] == p["hash"] for p, r in pairwise(rows))
     report = await verify_chain(database)
     assert report.ok and report.checked == 60, report
+
+
+async def test_nulls_and_booleans_are_stored_as_they_were(audit, database) -> None:
+    records = [
+        record(replayed=True, detail=None, idempotency_key=None, client=None),
+        record(replayed=False, detail="refused", tenant_id=None, input=None),
+    ]
+    for rec in records:
+        await audit.write(rec, durable=True)
+    first, second = [await stored(database, rec.request_id) for rec in records]
+    assert first[0]["replayed"] is True
+    assert (first[0]["detail"], first[0]["idempotency_key"], first[0]["client"]) == (None,) * 3
+    assert second[0]["replayed"] is False
+    assert (second[0]["tenant_id"], second[0]["input"]) == (None, None)
+    assert second[0]["detail"] == "refused"
+    report = await verify_chain(database)
+    assert report.ok and report.checked == 2, report
+
+
+def test_the_sqlite_driver_binds_none_and_booleans_as_before() -> None:
+    bind_common_values_directly()
+    bind_common_values_directly()  # idempotent
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute("CREATE TABLE t (a, b, c, d)")
+        conn.execute("INSERT INTO t VALUES (?, ?, ?, ?)", (None, True, False, 7))
+        row = conn.execute("SELECT a, b, c, d, typeof(a), typeof(b), typeof(c) FROM t").fetchone()
+    finally:
+        conn.close()
+    assert row == (None, 1, 0, 7, "null", "integer", "integer")
 
 
 async def test_a_late_record_keeps_its_own_time(audit, database) -> None:

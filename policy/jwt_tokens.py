@@ -2,9 +2,15 @@
 
 Keys come from configuration only: an HS256 shared secret, a public key (PEM: RSA is
 RS256, EC P-256 is ES256), a JWKS file whose keys are picked by the token's ``kid``, or
-several of these. The key decides the algorithm: a token is verified only with the one
-algorithm of the key that matches it, so ``alg: none`` and algorithm confusion (an HS256
-token "signed" with a public key as its secret) are refused like any bad signature.
+several of these. The JWKS file is looked at again every ``jwks_recheck_seconds`` and,
+for a ``kid`` its keys lack, at most every ``jwks_unknown_kid_seconds``: when it changed,
+its keys replace the loaded ones (and the cache of accepted tokens is dropped), so keys
+rotate without a restart and a removed key stops verifying. A file that cannot be read
+or parsed leaves the loaded keys in place, with an error logged.
+
+The key decides the algorithm: a token is verified only with the one algorithm of the key
+that matches it, so ``alg: none`` and algorithm confusion (an HS256 token "signed" with a
+public key as its secret) are refused like any bad signature.
 
 ``iss`` and ``aud`` must match when configured; ``exp`` is required and, with ``nbf`` and
 ``iat``, checked with a small leeway. The actor is read from configurable claims: subject
@@ -138,6 +144,19 @@ def jwks_keys(document: Mapping[str, Any]) -> tuple[VerificationKey, ...]:
     return tuple(found)
 
 
+#: How often the JWKS file is looked at for changes, and how soon again for a token
+#: whose ``kid`` the loaded keys lack (a rotation under way; also the most an unknown
+#: ``kid`` can make the server look at the file).
+JWKS_RECHECK_SECONDS = 30.0
+JWKS_UNKNOWN_KID_SECONDS = 1.0
+
+
+def _file_stamp(path: Path) -> tuple[int, int, int]:
+    """What changes when a file is rewritten or replaced: its inode, size and mtime."""
+    stat = path.stat()
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
 class JwtVerifier:
     """Resolves ``Authorization: Bearer <JWT>`` to an actor (see the module docstring).
 
@@ -155,19 +174,28 @@ class JwtVerifier:
         claims: ClaimNames | None = None,
         leeway_seconds: float = 30.0,
         cache_seconds: float = 10.0,
+        jwks_file: str | Path | None = None,
+        jwks_recheck_seconds: float = JWKS_RECHECK_SECONDS,
+        jwks_unknown_kid_seconds: float = JWKS_UNKNOWN_KID_SECONDS,
     ) -> None:
+        """``jwks`` are the keys read from ``jwks_file`` when one is given (which is then
+        looked at again, see the module docstring)."""
         if hs256 is None and public is None and not jwks:
             raise ValueError("a JWT verifier needs at least one key")
         if hs256 is not None and hs256.algorithm != "HS256":
             raise ValueError("hs256 must be an HS256 key")
         if public is not None and public.algorithm == "HS256":
             raise ValueError("the public key must be an RS256 or ES256 key")
-        if any(k.algorithm == "HS256" for k in jwks):
-            raise ValueError("JWKS keys must be RS256 or ES256 keys")
         self.hs256 = hs256
         self.public = public
-        self.jwks = tuple(jwks)
-        self._by_kid = {k.kid: k for k in self.jwks if k.kid is not None}
+        self.jwks: tuple[VerificationKey, ...] = ()
+        self._by_kid: dict[str, VerificationKey] = {}
+        self._use_jwks(jwks)
+        self.jwks_file = Path(jwks_file) if jwks_file else None
+        self.jwks_recheck_seconds = jwks_recheck_seconds
+        self.jwks_unknown_kid_seconds = jwks_unknown_kid_seconds
+        self._jwks_stamp = _file_stamp(self.jwks_file) if self.jwks_file else None
+        self._jwks_checked_at = time.monotonic()
         self.issuer = issuer or None
         self.audience = audience or None
         self.claims = claims or ClaimNames()
@@ -187,6 +215,7 @@ class JwtVerifier:
         claims: ClaimNames | None = None,
         leeway_seconds: float = 30.0,
         cache_seconds: float = 10.0,
+        jwks_recheck_seconds: float = JWKS_RECHECK_SECONDS,
     ) -> JwtVerifier | None:
         """A verifier for the configured keys (files are read now), or None when no key
         is configured: bearer credentials are then API keys only."""
@@ -206,6 +235,8 @@ class JwtVerifier:
             claims=claims,
             leeway_seconds=leeway_seconds,
             cache_seconds=cache_seconds,
+            jwks_file=jwks_file,
+            jwks_recheck_seconds=jwks_recheck_seconds,
         )
 
     async def resolve(self, credentials: str | None) -> Actor:
@@ -236,6 +267,7 @@ class JwtVerifier:
             header = jwt.get_unverified_header(token)
         except Exception:
             raise Refused("malformed") from None
+        self._recheck_jwks(header.get("kid"))
         key = self.key_for(header.get("alg"), header.get("kid"))
         if key is None:
             raise Refused("no_key_for_alg_or_kid")
@@ -252,6 +284,45 @@ class JwtVerifier:
         except Exception as exc:  # any failure to verify is a refusal, never a 500
             raise Refused(type(exc).__name__) from None
         return self.actor_of(claims, token), float(claims["exp"])
+
+    def _use_jwks(self, keys: Sequence[VerificationKey]) -> None:
+        if any(k.algorithm == "HS256" for k in keys):
+            raise ValueError("JWKS keys must be RS256 or ES256 keys")
+        self.jwks = tuple(keys)
+        self._by_kid = {k.kid: k for k in self.jwks if k.kid is not None}
+
+    def _recheck_jwks(self, kid: object) -> None:
+        """Load the JWKS file again if it changed since it was read, when it is time to
+        look (see the module docstring)."""
+        path = self.jwks_file
+        if path is None:
+            return
+        now = time.monotonic()
+        since = now - self._jwks_checked_at
+        if since < self.jwks_recheck_seconds and not (
+            since >= self.jwks_unknown_kid_seconds
+            and not (isinstance(kid, str) and kid in self._by_kid)
+        ):
+            return
+        self._jwks_checked_at = now
+        try:
+            stamp = _file_stamp(path)
+            if stamp == self._jwks_stamp:
+                return
+            keys = jwks_keys(json.loads(path.read_text()))
+            self._use_jwks(keys)
+        except (OSError, ValueError) as exc:
+            log.error(
+                "jwks_reload_failed",
+                path=str(path),
+                error=type(exc).__name__,
+                detail=str(exc)[:300],
+                kept_keys=len(self.jwks),
+            )
+            return
+        self._jwks_stamp = stamp
+        self._cache.clear()  # tokens of a removed key stop being served from it
+        log.info("jwks_reloaded", path=str(path), keys=len(keys))
 
     def key_for(self, alg: object, kid: object) -> VerificationKey | None:
         """The one key a token with this header may be verified with, if any. The header

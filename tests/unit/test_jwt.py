@@ -17,6 +17,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from structlog.testing import capture_logs
 
 from policy.actor import ANONYMOUS, Actor
 from policy.jwt_tokens import (
@@ -331,6 +332,85 @@ def test_configure_reads_key_files(tmp_path, rsa_key, ec_key) -> None:
     assert v is not None
     assert v.hs256 is not None and v.public is not None and len(v.jwks) == 1
     assert (v.public.algorithm, v.jwks[0].algorithm) == ("RS256", "ES256")
+
+
+def write_jwks(path, *keys: tuple[Any, str]) -> None:
+    """Replace the JWKS file at ``path`` as a deploy would (a new file renamed over it)."""
+    fresh = path.with_suffix(".new")
+    fresh.write_text(json.dumps({"keys": [jwk_of(key, kid) for key, kid in keys]}))
+    fresh.replace(path)
+
+
+def rotating_verifier(path, **options: Any) -> JwtVerifier:
+    options.setdefault("jwks_unknown_kid_seconds", 0.0)
+    options.setdefault("cache_seconds", 0.0)
+    v = JwtVerifier.configure(jwks_file=path, issuer=ISSUER, audience=AUDIENCE)
+    assert v is not None
+    for name, value in options.items():
+        setattr(v, name, value)
+    return v
+
+
+async def test_a_key_added_to_the_jwks_file_is_taken_up_without_a_restart(
+    tmp_path, rsa_key, ec_key
+) -> None:
+    path = tmp_path / "jwks.json"
+    write_jwks(path, (rsa_key, "old"))
+    v = rotating_verifier(path)
+    by_new = jwt.encode(claims(sub="n"), ec_key, algorithm="ES256", headers={"kid": "new"})
+    await refused(v, by_new)
+    write_jwks(path, (rsa_key, "old"), (ec_key, "new"))
+    assert (await v.resolve(by_new)).id == "n"
+    by_old = jwt.encode(claims(sub="o"), rsa_key, algorithm="RS256", headers={"kid": "old"})
+    assert (await v.resolve(by_old)).id == "o"
+
+
+async def test_a_key_removed_from_the_jwks_file_stops_verifying(tmp_path, rsa_key, ec_key) -> None:
+    path = tmp_path / "jwks.json"
+    write_jwks(path, (rsa_key, "old"), (ec_key, "new"))
+    v = rotating_verifier(path, jwks_recheck_seconds=0.0, cache_seconds=60.0)
+    by_old = jwt.encode(claims(sub="o"), rsa_key, algorithm="RS256", headers={"kid": "old"})
+    assert (await v.resolve(by_old)).id == "o"  # and cached for a minute...
+    write_jwks(path, (ec_key, "new"))
+    by_new = jwt.encode(claims(sub="n"), ec_key, algorithm="ES256", headers={"kid": "new"})
+    assert (await v.resolve(by_new)).id == "n"  # ...until this look at the file
+    await refused(v, by_old)
+
+
+async def test_the_jwks_file_is_looked_at_only_when_it_is_time(tmp_path, rsa_key, ec_key) -> None:
+    path = tmp_path / "jwks.json"
+    write_jwks(path, (rsa_key, "old"))
+    v = rotating_verifier(path, jwks_unknown_kid_seconds=3600.0)
+    write_jwks(path, (rsa_key, "old"), (ec_key, "new"))
+    by_new = jwt.encode(claims(), ec_key, algorithm="ES256", headers={"kid": "new"})
+    await refused(v, by_new)  # too soon after the last look, even for an unknown kid
+    v.jwks_unknown_kid_seconds = 0.0
+    assert (await v.resolve(by_new)).id == "alice"
+
+
+@pytest.mark.parametrize("content", ["", "{not json", '{"keys": []}', '{"keys": [{"kty": "oct"}]}'])
+async def test_a_broken_jwks_file_keeps_the_loaded_keys(tmp_path, rsa_key, content: str) -> None:
+    path = tmp_path / "jwks.json"
+    write_jwks(path, (rsa_key, "old"))
+    v = rotating_verifier(path, jwks_recheck_seconds=0.0)
+    path.write_text(content)
+    by_old = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "old"})
+    with capture_logs() as logs:
+        assert (await v.resolve(by_old)).id == "alice"
+    assert any(e["event"] == "jwks_reload_failed" and e["kept_keys"] == 1 for e in logs)
+    path.unlink()
+    with capture_logs() as logs:
+        assert (await v.resolve(by_old)).id == "alice"
+    assert any(e["event"] == "jwks_reload_failed" for e in logs)
+
+
+async def test_odd_kids_never_break_the_jwks_recheck(tmp_path, rsa_key) -> None:
+    path = tmp_path / "jwks.json"
+    write_jwks(path, (rsa_key, "old"))
+    v = rotating_verifier(path)
+    for kid in (["list"], {"a": 1}, 5, None):
+        token = hand_made({"alg": "RS256", "kid": kid}, claims(), None)
+        await refused(v, token)
 
 
 @pytest.mark.parametrize(

@@ -27,9 +27,22 @@ OPEN, PROCESSING, PAID = InvoiceStatus.OPEN, InvoiceStatus.PROCESSING, InvoiceSt
 
 
 def stripe_idempotency_key(tenant_id: str, invoice_id: str, method: str, minor: int) -> str:
-    """The same invoice paid with the same method and amount is the same Stripe request."""
+    """The same invoice paid with the same method and amount is the same Stripe request.
+
+    Everything that request sends is derived from what the key is derived from (see
+    ``charge_metadata``): Stripe answers a key it has seen with the first request's result
+    only when the parameters are the same, and with an idempotency error otherwise. A
+    retry after a lost response must get the charge that was made, not an error beside an
+    invoice left open."""
     digest = hashlib.sha256(f"{tenant_id}|{invoice_id}|{method}|{minor}".encode()).hexdigest()
     return f"specops-capture-{digest[:32]}"
+
+
+def charge_metadata(tenant_id: str, invoice_id: str) -> dict[str, str]:
+    """The PaymentIntent's metadata: the invoice it pays, and nothing that differs between
+    two requests for the same charge (a request id would; the audit trail links requests
+    to invoices and the invoice to the PaymentIntent)."""
+    return {"invoiceId": invoice_id, "tenantId": tenant_id}
 
 
 class CapturePaymentHandler:
@@ -72,7 +85,7 @@ class CapturePaymentHandler:
                 idempotency_key=stripe_idempotency_key(
                     tenant, invoice.id, data.payment_method_id, minor
                 ),
-                metadata={"invoiceId": invoice.id, "tenantId": tenant, "requestId": ctx.request_id},
+                metadata=charge_metadata(tenant, invoice.id),
             )
             if charge.status == "succeeded":
                 settled = await self.store.transition(

@@ -601,6 +601,36 @@ async def test_declined_card_is_402_and_invoice_stays_open(stack: Stack) -> None
     assert [i["id"] for i in succeeded] == [retry.json()["transactionId"]]
 
 
+async def test_a_retried_capture_sends_stripe_the_same_request(stack: Stack) -> None:
+    """A retry reuses the Stripe idempotency key, and Stripe replays a key's first answer
+    only to a request with the same parameters: nothing of the request may differ."""
+    _, alice = await new_user(stack)
+    invoice = await create_invoice(stack, alice, amount="20.00")
+    async with stack.client(alice) as http:
+        for _ in range(2):
+            request_id = rid()
+            declined = await http.post(
+                CAPTURE,
+                json=capture_body(invoice, "pm_card_chargeCustomerFail"),
+                headers=headers(request_id),
+            )
+            assert_problem(
+                declined, 402, "CARD_DECLINED", request_id=request_id, operation=CAPTURE_OP
+            )
+    # localstripe keeps no idempotency keys: each attempt left a PaymentIntent
+    intents = await intents_for(stack, invoice["id"])
+    assert len(intents) == 2
+    first, second = (
+        {field: intent[field] for field in ("amount", "currency", "customer", "metadata")}
+        for intent in intents
+    )
+    assert first == second
+    assert first["metadata"] == {
+        "invoiceId": invoice["id"],
+        "tenantId": first["metadata"]["tenantId"],
+    }
+
+
 @pytest.mark.parametrize(
     "overrides", [{"amount": "12.49"}, {"currency": "eur"}], ids=["amount", "currency"]
 )

@@ -55,6 +55,8 @@ invoices = Table(
     Column("description", Text, nullable=True),
     Column("status", String(16), nullable=False),
     Column("transaction_id", String(255), nullable=True),
+    # The Stripe idempotency key of the capture that moved it to processing (0004).
+    Column("capture_key", String(64), nullable=True),
     Column("paid_at", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime, timedelta
 
 from handlers.billing.invoices_store import InvoiceStore
 from handlers.billing.stripe_gateway import (
@@ -24,6 +25,11 @@ from specs.billing.errors import (
 from specs.billing.models import InvoiceStatus
 
 OPEN, PROCESSING, PAID = InvoiceStatus.OPEN, InvoiceStatus.PROCESSING, InvoiceStatus.PAID
+
+#: How long an invoice stays processing, unmoved, before the same capture (same payment
+#: method and amount) may take it over: its process is then taken to have crashed. Twice
+#: the contract's 30 s deadline, after which a live capture has given the invoice back.
+STALLED_CAPTURE_SECONDS = 60.0
 
 
 def stripe_idempotency_key(tenant_id: str, invoice_id: str, method: str, minor: int) -> str:
@@ -50,11 +56,21 @@ class CapturePaymentHandler:
 
     The invoice moves open -> processing atomically before Stripe is called, so two
     concurrent captures cannot both charge; a decline or failure moves it back to open.
+    An invoice left processing by a crashed process is taken over by a retry of the same
+    capture once it has stalled for ``stalled_seconds``: that retry sends Stripe the same
+    request under the same idempotency key, so the charge is made (or found) once.
     """
 
-    def __init__(self, store: InvoiceStore, stripe: StripeGateway) -> None:
+    def __init__(
+        self,
+        store: InvoiceStore,
+        stripe: StripeGateway,
+        *,
+        stalled_seconds: float = STALLED_CAPTURE_SECONDS,
+    ) -> None:
         self.store = store
         self.stripe = stripe
+        self.stalled_seconds = stalled_seconds
 
     async def __call__(self, data: CapturePaymentInput, ctx: Context) -> PaymentResult:
         tenant = ctx.tenant_id
@@ -69,22 +85,26 @@ class CapturePaymentHandler:
                 f"Invoice {invoice.id} is for {invoice.view().amount} {invoice.currency.upper()}"
             )
         self.stripe.client()  # fail fast, before locking the invoice, when unconfigured
-        if not await self.store.transition(
-            tenant, invoice.id, from_status=OPEN, to_status=PROCESSING
+        key = stripe_idempotency_key(tenant, invoice.id, data.payment_method_id, minor)
+        stalled_before = datetime.now(UTC) - timedelta(seconds=self.stalled_seconds)
+        if not await self.store.start_capture(
+            tenant, invoice.id, key, stalled_before=stalled_before
         ):
             current = await self.store.get(tenant, invoice.id)
             if current is not None and current.status is PAID:
                 raise INVOICE_ALREADY_PAID(f"Invoice {invoice.id} was paid")
-            raise PAYMENT_IN_PROGRESS(f"A payment for invoice {invoice.id} is in progress")
+            raise PAYMENT_IN_PROGRESS(
+                f"A payment for invoice {invoice.id} is in progress. Should it stall, the "
+                f"same payment (same payment method) may be retried once it has not moved "
+                f"for {self.stalled_seconds:g} s"
+            )
         settled = False
         try:
             charge = await self.stripe.charge(
                 amount_minor=minor,
                 currency=data.currency,
                 payment_method_id=data.payment_method_id,
-                idempotency_key=stripe_idempotency_key(
-                    tenant, invoice.id, data.payment_method_id, minor
-                ),
+                idempotency_key=key,
                 metadata=charge_metadata(tenant, invoice.id),
             )
             if charge.status == "succeeded":

@@ -156,6 +156,30 @@ class InvoiceStore:
             rows = [InvoiceRow.of(r) for r in (await conn.execute(query)).mappings().all()]
         return rows[:limit], len(rows) > limit
 
+    async def start_capture(
+        self, tenant_id: str, invoice_id: str, capture_key: str, *, stalled_before: datetime
+    ) -> bool:
+        """Move an open invoice to processing for the capture ``capture_key`` (its Stripe
+        idempotency key), atomically; or take over a processing invoice whose capture has
+        the same key and has not moved since ``stalled_before`` (its process crashed: the
+        same key sends Stripe the same request, which it answers once). False otherwise."""
+        now = datetime.now(UTC)
+        open_ = t.c.status == InvoiceStatus.OPEN.value
+        stalled = and_(
+            t.c.status == InvoiceStatus.PROCESSING.value,
+            t.c.capture_key == capture_key,
+            t.c.updated_at < stalled_before,
+        )
+        async with self.db.begin() as conn:
+            result = await conn.execute(
+                update(t)
+                .where(t.c.tenant_id == tenant_id, t.c.id == invoice_id, or_(open_, stalled))
+                .values(
+                    status=InvoiceStatus.PROCESSING.value, capture_key=capture_key, updated_at=now
+                )
+            )
+        return bool(result.rowcount)
+
     async def transition(
         self,
         tenant_id: str,

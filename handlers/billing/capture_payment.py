@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, timedelta
 
+import structlog
+
 from handlers.billing.invoices_store import InvoiceStore
 from handlers.billing.stripe_gateway import (
     PaymentDeclined,
@@ -23,6 +25,8 @@ from specs.billing.errors import (
     PAYMENT_METHOD_INVALID,
 )
 from specs.billing.models import InvoiceStatus
+
+log = structlog.get_logger("specops.billing")
 
 OPEN, PROCESSING, PAID = InvoiceStatus.OPEN, InvoiceStatus.PROCESSING, InvoiceStatus.PAID
 
@@ -108,10 +112,18 @@ class CapturePaymentHandler:
                 metadata=charge_metadata(tenant, invoice.id),
             )
             if charge.status == "succeeded":
+                # From open too: the money is taken, even if this capture stalled and a
+                # retry of it failed and gave the invoice back meanwhile.
                 settled = await self.store.transition(
-                    tenant, invoice.id, from_status=PROCESSING, to_status=PAID,
+                    tenant, invoice.id, from_status=(PROCESSING, OPEN), to_status=PAID,
                     transaction_id=charge.transaction_id,
                 )  # fmt: skip
+                if not settled:
+                    log.error(
+                        "capture_succeeded_on_a_paid_invoice",
+                        invoice_id=invoice.id,
+                        transaction_id=charge.transaction_id,
+                    )
             elif charge.status == "processing":
                 # Stripe settles it later; the webhook issue will move it to paid.
                 settled = True

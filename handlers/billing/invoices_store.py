@@ -185,11 +185,13 @@ class InvoiceStore:
         tenant_id: str,
         invoice_id: str,
         *,
-        from_status: InvoiceStatus,
+        from_status: InvoiceStatus | tuple[InvoiceStatus, ...],
         to_status: InvoiceStatus,
         transaction_id: str | None = None,
     ) -> bool:
-        """Move an invoice between states atomically; False if it was not in ``from_status``."""
+        """Move an invoice between states atomically; False if it was not in ``from_status``
+        (one state, or any of several)."""
+        sources = from_status if isinstance(from_status, tuple) else (from_status,)
         now = datetime.now(UTC)
         values: dict[str, Any] = {"status": to_status.value, "updated_at": now}
         if transaction_id is not None:
@@ -202,7 +204,7 @@ class InvoiceStore:
                 .where(
                     t.c.tenant_id == tenant_id,
                     t.c.id == invoice_id,
-                    t.c.status == from_status.value,
+                    t.c.status.in_([source.value for source in sources]),
                 )
                 .values(**values)
             )

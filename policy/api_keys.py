@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import RowMapping, select, update
+from sqlalchemy import RowMapping, and_, or_, select, update
 
 from policy.actor import ANONYMOUS, Actor, ActorKind
 from registry.errors import CATALOGUE
@@ -139,6 +139,31 @@ class ApiKeyStore:
                 update(api_keys).where(*condition).values(revoked_at=datetime.now(UTC))
             )
         return bool(result.rowcount)
+
+    async def page(
+        self,
+        tenant_id: str,
+        *,
+        include_revoked: bool,
+        limit: int,
+        after: tuple[datetime, str] | None = None,
+    ) -> tuple[list[ApiKey], bool]:
+        """Up to ``limit`` keys of ``tenant_id``, oldest first, following the key that
+        ``after`` names (its creation time and id); and whether more follow."""
+        t = api_keys
+        query = select(t).where(t.c.tenant_id == tenant_id)
+        if not include_revoked:
+            query = query.where(t.c.revoked_at.is_(None))
+        if after is not None:
+            created, key_id = after
+            query = query.where(
+                or_(t.c.created_at > created, and_(t.c.created_at == created, t.c.id > key_id))
+            )
+        query = query.order_by(t.c.created_at, t.c.id).limit(limit + 1)
+        async with self.db.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        keys = [_key_of(r) for r in rows]
+        return keys[:limit], len(keys) > limit
 
     async def list(self, tenant_id: str | None = None) -> list[ApiKey]:
         query = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)

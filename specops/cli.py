@@ -83,8 +83,10 @@ def ops_list() -> None:
     rows = [("KEY", "VERSION", "KIND", "STABILITY", "AUTH", "TITLE")]
     for op in server.registry.operations():
         c = op.contract
-        latest = "" if server.registry.is_latest(op) else " (older)"
-        rows.append((c.key, f"{c.version}{latest}", c.kind, c.stability, c.policy.auth, c.title))
+        note = " (deprecated)" if c.deprecated else ""
+        if not note and not server.registry.is_latest(op):
+            note = " (older)"
+        rows.append((c.key, f"{c.version}{note}", c.kind, c.stability, c.policy.auth, c.title))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

@@ -51,6 +51,7 @@ def build_registry(
     )
     api_keys = KeyHandlers(key_identity, registry)
     install_op(registry, keys.CreateKey, api_keys.create_key)
+    install_op(registry, keys.ListKeysV1, api_keys.list_keys_v1)
     install_op(registry, keys.ListKeys, api_keys.list_keys)
     install_op(registry, keys.RevokeKey, api_keys.revoke_key)
 

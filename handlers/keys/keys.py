@@ -6,15 +6,35 @@ a revocation is the caller's, never one named in the input.
 
 from __future__ import annotations
 
+import base64
+from datetime import datetime
+
 from policy.api_keys import ApiKey, ApiKeyIdentity, ApiKeyStore
 from registry.context import Context
 from registry.errors import CATALOGUE, Issue
 from registry.registry import Registry
 from specs.keys.create_key import CreatedKey, CreateKeyInput
 from specs.keys.errors import KEY_NOT_FOUND
-from specs.keys.list_keys import KeyList, ListKeysInput
+from specs.keys.list_keys import KeyList, KeyPage, ListKeysInput, ListKeysPageInput
 from specs.keys.models import ApiKeyView, KeyKind
 from specs.keys.revoke_key import RevokeKeyInput
+
+
+def encode_cursor(key: ApiKey) -> str:
+    """The cursor of the page after ``key``: its creation time and id."""
+    return base64.urlsafe_b64encode(f"{key.created_at.isoformat()}|{key.id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str] | None:
+    """The creation time and id a cursor names, or None for one this module did not make."""
+    try:
+        created, key_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        at = datetime.fromisoformat(created)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if at.tzinfo is None or not key_id:
+        return None
+    return at, key_id
 
 
 def view(key: ApiKey) -> ApiKeyView:
@@ -72,7 +92,25 @@ class KeyHandlers:
         )
         return CreatedKey(**dict(view(key)), token=token)
 
-    async def list_keys(self, data: ListKeysInput, ctx: Context) -> KeyList:
+    async def list_keys(self, data: ListKeysPageInput, ctx: Context) -> KeyPage:
+        after = None
+        if data.cursor:
+            after = decode_cursor(data.cursor)
+            if after is None:
+                raise CATALOGUE.INVALID_INPUT(
+                    "cursor is not one this server issued",
+                    issues=(Issue("cursor", "cursor", "Not a cursor this server issued"),),
+                )
+        keys, more = await self.store.page(
+            ctx.tenant_id or "", include_revoked=data.include_revoked, limit=data.limit, after=after
+        )
+        return KeyPage(
+            items=[view(k) for k in keys],
+            next_cursor=encode_cursor(keys[-1]) if more and keys else None,
+        )
+
+    async def list_keys_v1(self, data: ListKeysInput, ctx: Context) -> KeyList:
+        """keys.listKeys 1.0.0 (retired): every key at once."""
         keys = await self.store.list(ctx.tenant_id)
         return KeyList(
             items=[view(k) for k in keys if data.include_revoked or k.revoked_at is None]

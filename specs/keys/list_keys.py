@@ -1,10 +1,12 @@
-"""keys.listKeys: the API keys of the caller's tenant, without secrets."""
+"""keys.listKeys: the API keys of the caller's tenant, without secrets.
+
+1.1.0 pages them (``limit``, ``cursor``); 1.0.0, retired, answers every key at once."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
-from registry.contract import query
+from registry.contract import Deprecation, query
 from registry.model import WireModel
 from specs.keys.models import ApiKeyView
 
@@ -17,7 +19,7 @@ class KeyList(WireModel):
     items: list[ApiKeyView] = Field(description="Oldest first")
 
 
-ListKeys = query(
+ListKeysV1 = query(
     key="keys.listKeys",
     version="1.0.0",
     title="List API keys",
@@ -29,6 +31,41 @@ ListKeys = query(
     stability="beta",
     input=ListKeysInput,
     output=KeyList,
+    auth="admin",
+    rules=[("api_key", "list")],
+    deprecation=Deprecation(
+        reason="Answers every key of the tenant at once; 1.1.0 answers them in pages",
+        replaced_by="1.1.0",
+    ),
+)
+
+
+class ListKeysPageInput(WireModel):
+    include_revoked: bool = Field(False, description="Also list revoked keys")
+    limit: int = Field(50, ge=1, le=200, description="Page size")
+    cursor: str | None = Field(
+        None, max_length=300, pattern=r"^[A-Za-z0-9_=-]*$", description="From nextCursor"
+    )
+
+
+class KeyPage(WireModel):
+    items: list[ApiKeyView] = Field(description="Oldest first")
+    next_cursor: str | None = Field(None, description="Pass as cursor for the next page")
+
+
+ListKeys = query(
+    key="keys.listKeys",
+    version="1.1.0",
+    title="List API keys",
+    description="List the API keys of the caller's tenant (ids and scopes, never secrets), "
+    "a page at a time",
+    goal="Let tenant admins see which credentials exist and what each may do",
+    context="Called by a tenant admin reviewing or rotating credentials",
+    owners=["team-platform"],
+    tags=["keys", "identity"],
+    stability="beta",
+    input=ListKeysPageInput,
+    output=KeyPage,
     auth="admin",
     rules=[("api_key", "list")],
 )

@@ -343,6 +343,46 @@ async def test_create_key_refuses_an_idempotency_key(identity_stack: Stack) -> N
     assert [item["actorId"] for item in listed] == ["root"]
 
 
+async def test_keys_are_listed_a_page_at_a_time(identity_stack: Stack) -> None:
+    stack = identity_stack
+    tenant = new_tenant()
+    admin = await stack.key(tenant, "root", ("admin",))
+    created = [
+        (await rest(stack, admin, CREATE_KEY, {"actorId": f"bot-{n}", "roles": ["user"]})).json()
+        for n in range(5)
+    ]
+    await rest(stack, admin, REVOKE_KEY, {"keyId": created[2]["id"]})
+    await stack.key(new_tenant(), "elsewhere", ("user",))  # another tenant's: never listed
+
+    async def pages(body: dict[str, Any]) -> list[list[str]]:
+        found: list[list[str]] = []
+        cursor = None
+        while True:
+            r = await rest(stack, admin, LIST_KEYS, {**body, "cursor": cursor})
+            assert r.status_code == 200, r.text
+            found.append([item["actorId"] for item in r.json()["items"]])
+            cursor = r.json()["nextCursor"]
+            if cursor is None:
+                return found
+
+    assert await pages({"limit": 2}) == [["root", "bot-0"], ["bot-1", "bot-3"], ["bot-4"]]
+    assert await pages({"limit": 3, "includeRevoked": True}) == [
+        ["root", "bot-0", "bot-1"],
+        ["bot-2", "bot-3", "bot-4"],
+    ]
+    assert await pages({}) == [["root", "bot-0", "bot-1", "bot-3", "bot-4"]]
+    for cursor in ("bm90LWEtY3Vyc29y", "x"):
+        odd = await rest(stack, admin, LIST_KEYS, {"cursor": cursor})
+        assert_problem(odd, 422, "INVALID_INPUT")
+    assert_problem(await rest(stack, admin, LIST_KEYS, {"limit": 0}), 422, "INVALID_INPUT")
+
+    # the retired 1.0.0 still answers every key at once, and says it is retired
+    async with stack.client(admin) as http:
+        v1 = await http.post(f"{LIST_KEYS}/v1.0.0", json={})
+    assert v1.status_code == 200, v1.text
+    assert len(v1.json()["items"]) == 5 and "nextCursor" not in v1.json()
+
+
 async def test_an_admin_sees_and_revokes_only_its_own_tenant_keys(identity_stack: Stack) -> None:
     stack = identity_stack
     tenant_a, tenant_b = new_tenant(), new_tenant()

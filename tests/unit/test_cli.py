@@ -152,10 +152,13 @@ def test_db_upgrade_twice_is_a_no_op(empty_cli: Cli) -> None:
 def test_ops_list_prints_every_installed_operation_with_its_version(cli: Cli) -> None:
     lines = cli.ok("ops", "list").stdout.splitlines()
     assert lines[0].split() == ["KEY", "VERSION", "KIND", "STABILITY", "AUTH", "TITLE"]
-    rows = {line.split()[0]: line.split() for line in lines[1:] if line.strip()}
+    listed = [line.split() for line in lines[1:] if line.strip()]
+    rows = {row[0]: row for row in listed}  # the last line of a key: its latest version
     assert set(rows) == set(OPERATION_KEYS)
     for key in OPERATION_KEYS:
-        assert rows[key][1] == "1.0.0", rows[key]
+        assert rows[key][1] == ("1.1.0" if key == "keys.listKeys" else "1.0.0"), rows[key]
+    # a retired version is listed too, and says so
+    assert ["keys.listKeys", "1.0.0", "(deprecated)", "query"] in [row[:4] for row in listed]
     assert rows["billing.capturePayment"][2:5] == ["command", "stable", "user"]
     assert rows["system.ping"][2] == "query"
 

@@ -6,6 +6,7 @@ import random
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Literal
 
 from registry.errors import OperationError, Problem
@@ -77,11 +78,16 @@ class Invocation:
 
 @dataclass(frozen=True, slots=True)
 class OperationRef:
-    """The operation an outcome belongs to, as shown in problems and audit records."""
+    """The operation an outcome belongs to, as shown in problems and audit records; and,
+    for a retired version, its sunset and the version replacing it (see
+    ``registry.contract.Deprecation``), which transports may announce."""
 
     key: str
     version: str
     kind: str
+    deprecated: bool = False
+    sunset: date | None = None
+    replaced_by: str | None = None
 
     def as_dict(self) -> dict[str, str]:
         return {"key": self.key, "version": self.version, "kind": self.kind}

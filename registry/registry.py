@@ -72,7 +72,16 @@ class Operation:
 
     def __post_init__(self) -> None:
         c = self.contract
-        object.__setattr__(self, "ref", OperationRef(c.key, c.version_text, c.kind))
+        retired = c.deprecation
+        ref = OperationRef(
+            c.key,
+            c.version_text,
+            c.kind,
+            c.deprecated,
+            retired.sunset if retired is not None else None,
+            retired.replaced_by if retired is not None else None,
+        )
+        object.__setattr__(self, "ref", ref)
 
 
 class Registry:

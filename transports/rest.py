@@ -15,6 +15,8 @@ for anything else (trailing slashes, ``root_path`` mounts).
 from __future__ import annotations
 
 import contextlib
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 
 import structlog
@@ -24,7 +26,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from registry.errors import CATALOGUE, Issue, OperationError, Problem
-from registry.invocation import Invocation, Outcome, new_ids, request_id_from
+from registry.invocation import Invocation, OperationRef, Outcome, new_ids, request_id_from
 from registry.pipeline import Pipeline
 from registry.tracing import response_traceparent, trace_id_from
 from transports.http import (
@@ -123,6 +125,20 @@ def body_input(body: bytes | None, content_type: str | None) -> tuple[Any, Opera
     return _decode(body, "The body")
 
 
+def retirement_headers(ref: OperationRef) -> dict[str, str]:
+    """What a call of a retired version is told besides its answer: ``Sunset`` (RFC 8594)
+    when the version stops working, and ``Link`` to the version that replaces it
+    (``rel="successor-version"``, RFC 5829)."""
+    headers: dict[str, str] = {}
+    if ref.sunset is not None:
+        midnight = datetime.combine(ref.sunset, datetime.min.time(), tzinfo=UTC)
+        headers["Sunset"] = format_datetime(midnight, usegmt=True)
+    if ref.replaced_by is not None:
+        successor = f"{PREFIX}{ref.key}/v{ref.replaced_by}"
+        headers["Link"] = f'<{successor}>; rel="successor-version"'
+    return headers
+
+
 def path_params(path: str) -> dict[str, str] | None:
     """``key`` (and ``version``) of ``/api/ops/<key>[/v<version>]``, as Starlette's routes
     would match them; None for any other path."""
@@ -198,8 +214,11 @@ class RestTransport:
         )
         outcome = await self.pipeline.invoke(invocation)
         trace_id = invocation.trace_id or trace_id  # the pipeline keeps it
-        traceparent = response_traceparent(trace_id, headers.traceparent, span_id)
-        await send_outcome(send, outcome, {"traceparent": traceparent})
+        extra = {"traceparent": response_traceparent(trace_id, headers.traceparent, span_id)}
+        ref = outcome.operation
+        if ref is not None and ref.deprecated:
+            extra.update(retirement_headers(ref))
+        await send_outcome(send, outcome, extra)
 
     async def method_not_allowed(
         self, scope: Scope, send: Send, params: dict[str, str], headers: RequestHeaders

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Any
 
 import pytest
 from starlette.types import Message
 
+from registry.invocation import OperationRef
 from tests.unit.test_trace_context import Sink, make_pipeline
 from transports.http import RequestHeaders
 from transports.rest import (
@@ -17,6 +19,7 @@ from transports.rest import (
     body_input,
     path_params,
     read_body,
+    retirement_headers,
 )
 
 
@@ -201,3 +204,13 @@ async def test_the_app_hands_transport_requests_straight_to_their_endpoints() ->
 
 async def _discard(message: Message) -> None:
     return None
+
+
+def test_a_retired_version_announces_its_sunset_and_successor() -> None:
+    retired = OperationRef("keys.listKeys", "1.0.0", "query", True, date(2027, 6, 1), "1.1.0")
+    assert retirement_headers(retired) == {
+        "Sunset": "Tue, 01 Jun 2027 00:00:00 GMT",
+        "Link": '</api/ops/keys.listKeys/v1.1.0>; rel="successor-version"',
+    }
+    bare = OperationRef("keys.listKeys", "1.0.0", "query", True)
+    assert retirement_headers(bare) == {}

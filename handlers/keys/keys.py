@@ -7,7 +7,7 @@ a revocation is the caller's, never one named in the input.
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import UTC, datetime
 
 from policy.api_keys import ApiKey, ApiKeyIdentity, ApiKeyStore
 from registry.context import Context
@@ -34,7 +34,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str] | None:
         return None
     if at.tzinfo is None or not key_id:
         return None
-    return at, key_id
+    return at.astimezone(UTC), key_id  # as stored: SQLite keeps UTC's digits, no offset
 
 
 def view(key: ApiKey) -> ApiKeyView:

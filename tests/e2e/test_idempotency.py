@@ -74,7 +74,8 @@ async def test_retry_with_same_key_and_body_replays(stack: Stack) -> None:
     assert one["input_digest"] == two["input_digest"]
     [intent] = await intents_for(stack, invoice["id"])
     assert intent["id"] == first.json()["transactionId"]
-    assert intent["metadata"]["requestId"] == first_id
+    # one PaymentIntent, the first request's (the replay made none)
+    assert intent["metadata"] == {"invoiceId": invoice["id"], "tenantId": tenant}
 
 
 async def test_same_key_different_body_is_422(stack: Stack) -> None:

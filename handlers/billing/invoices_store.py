@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,6 +11,7 @@ from sqlalchemy import and_, or_, select, update
 
 from registry.money import to_major
 from specs.billing.models import Invoice, InvoiceStatus
+from storage import cursors
 from storage.database import Database
 from storage.tables import invoices as t
 
@@ -61,16 +61,11 @@ class InvoiceRow:
 
 
 def encode_cursor(row: InvoiceRow) -> str:
-    raw = f"{row.created_at.isoformat()}|{row.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode()
+    return cursors.encode(row.created_at, row.id)
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str] | None:
-    try:
-        created, invoice_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(created), invoice_id
-    except ValueError:
-        return None
+    return cursors.decode(cursor)
 
 
 class InvoiceStore:

@@ -6,8 +6,7 @@ a revocation is the caller's, never one named in the input.
 
 from __future__ import annotations
 
-import base64
-from datetime import UTC, datetime
+from datetime import datetime
 
 from policy.api_keys import ApiKey, ApiKeyIdentity, ApiKeyStore
 from registry.context import Context
@@ -18,23 +17,17 @@ from specs.keys.errors import KEY_NOT_FOUND
 from specs.keys.list_keys import KeyList, KeyPage, ListKeysInput, ListKeysPageInput
 from specs.keys.models import ApiKeyView, KeyKind
 from specs.keys.revoke_key import RevokeKeyInput
+from storage import cursors
 
 
 def encode_cursor(key: ApiKey) -> str:
     """The cursor of the page after ``key``: its creation time and id."""
-    return base64.urlsafe_b64encode(f"{key.created_at.isoformat()}|{key.id}".encode()).decode()
+    return cursors.encode(key.created_at, key.id)
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str] | None:
-    """The creation time and id a cursor names, or None for one this module did not make."""
-    try:
-        created, key_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        at = datetime.fromisoformat(created)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if at.tzinfo is None or not key_id:
-        return None
-    return at.astimezone(UTC), key_id  # as stored: SQLite keeps UTC's digits, no offset
+    """The creation time and id a cursor names, or None for one not made here."""
+    return cursors.decode(cursor)
 
 
 def view(key: ApiKey) -> ApiKeyView:

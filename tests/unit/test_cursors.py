@@ -1,4 +1,5 @@
-"""keys.listKeys cursors: what they name, and what they refuse."""
+"""Page cursors (``storage.cursors``), as keys.listKeys and billing.listInvoices use them:
+what they name, and what they refuse."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from handlers.billing import invoices_store
 from handlers.keys.keys import decode_cursor, encode_cursor
 from policy.api_keys import ApiKey
+from storage import cursors
 
 CREATED = datetime(2026, 11, 24, 21, 0, 0, 123456, tzinfo=UTC)
 KEY = ApiKey("abcdefghijkl", "acme", "bot", "service", ("user",), None, CREATED, None)
@@ -42,4 +45,13 @@ def test_a_time_in_another_zone_is_read_as_utc() -> None:
     ],
 )
 def test_cursors_this_server_did_not_issue_are_refused(cursor: str) -> None:
+    assert cursors.decode(cursor) is None
     assert decode_cursor(cursor) is None
+    assert invoices_store.decode_cursor(cursor) is None  # a naive time never reaches a query
+
+
+def test_invoice_cursors_read_as_before() -> None:
+    """A cursor issued before storage.cursors existed still reads the same."""
+    issued = base64.urlsafe_b64encode(f"{CREATED.isoformat()}|inv_1".encode()).decode()
+    assert invoices_store.decode_cursor(issued) == (CREATED, "inv_1")
+    assert cursors.encode(CREATED, "inv_1") == issued

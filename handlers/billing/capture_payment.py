@@ -15,7 +15,7 @@ from handlers.billing.stripe_gateway import (
 )
 from registry.context import Context
 from registry.money import to_minor
-from specs.billing.capture_payment import CapturePaymentInput, PaymentResult
+from specs.billing.capture_payment import CapturePayment, CapturePaymentInput, PaymentResult
 from specs.billing.errors import (
     AMOUNT_MISMATCH,
     CARD_DECLINED,
@@ -32,8 +32,8 @@ OPEN, PROCESSING, PAID = InvoiceStatus.OPEN, InvoiceStatus.PROCESSING, InvoiceSt
 
 #: How long an invoice stays processing, unmoved, before the same capture (same payment
 #: method and amount) may take it over: its process is then taken to have crashed. Twice
-#: the contract's 30 s deadline, after which a live capture has given the invoice back.
-STALLED_CAPTURE_SECONDS = 60.0
+#: the contract's deadline, after which a live capture has given the invoice back.
+STALLED_CAPTURE_SECONDS = 2 * CapturePayment.timeout_seconds
 
 
 def stripe_idempotency_key(tenant_id: str, invoice_id: str, method: str, minor: int) -> str:

@@ -10,7 +10,7 @@ reach a handler that storage would then reject.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, StringConstraints
 
@@ -26,6 +26,12 @@ Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
 ]
 Text = Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)]
+
+
+def page_cursor() -> Any:
+    """The ``cursor`` field of a paginated listing's input: optional, what the previous
+    page answered as ``nextCursor`` (base64url, bounded)."""
+    return Field(None, max_length=200, pattern=r"^[A-Za-z0-9_=-]*$", description="From nextCursor")
 
 
 def _lower(value: str) -> str:

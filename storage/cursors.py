@@ -1,12 +1,15 @@
 """Opaque page cursors for keyset pagination: the creation time and id of the last row of
 a page, base64url-encoded. ``decode`` refuses what ``encode`` did not make, and reads a
-time with any offset as the UTC instant it names (SQLite compares UTC digits)."""
+time with any offset as the UTC instant it names (SQLite compares UTC digits); ``after``
+is what a listing handler calls with its input's cursor."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 from datetime import UTC, datetime
+
+from registry.errors import CATALOGUE, Issue
 
 
 def encode(created_at: datetime, row_id: str) -> str:
@@ -24,3 +27,17 @@ def decode(cursor: str) -> tuple[datetime, str] | None:
     if at.tzinfo is None or not row_id:
         return None
     return at.astimezone(UTC), row_id
+
+
+def after(cursor: str | None) -> tuple[datetime, str] | None:
+    """The creation time and id of the row a listing continues after (None without a
+    cursor); INVALID_INPUT for a cursor not made here."""
+    if not cursor:
+        return None
+    found = decode(cursor)
+    if found is None:
+        raise CATALOGUE.INVALID_INPUT(
+            "cursor is not one this server issued",
+            issues=(Issue("cursor", "invalid_cursor", "Not a cursor this server issued"),),
+        )
+    return found

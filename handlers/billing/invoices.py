@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from handlers.billing.invoices_store import InvoiceStore, decode_cursor, encode_cursor
+from handlers.billing.invoices_store import InvoiceStore
 from policy.actor import Actor
 from registry.context import Context
 from registry.errors import CATALOGUE
@@ -13,6 +13,7 @@ from specs.billing.errors import INVOICE_NOT_FOUND
 from specs.billing.get_invoice import GetInvoiceInput
 from specs.billing.list_invoices import InvoicePage, ListInvoicesInput
 from specs.billing.models import Invoice
+from storage import cursors
 
 
 class InvoiceHandlers:
@@ -53,15 +54,11 @@ class InvoiceHandlers:
         owner_id = data.owner_id or ctx.actor.id
         if owner_id != ctx.actor.id and not await ctx.allowed("invoice", "list_any"):
             raise CATALOGUE.FORBIDDEN("Listing another user's invoices needs invoice:list_any")
-        after = None
-        if data.cursor:
-            after = decode_cursor(data.cursor)
-            if after is None:
-                raise CATALOGUE.INVALID_INPUT("cursor is not one this server issued")
+        after = cursors.after(data.cursor)
         rows, more = await self.store.page(
             ctx.tenant_id, owner_id=owner_id, status=data.status, limit=data.limit, after=after
         )
         return InvoicePage(
             items=[r.view() for r in rows],
-            next_cursor=encode_cursor(rows[-1]) if more and rows else None,
+            next_cursor=cursors.encode(rows[-1].created_at, rows[-1].id) if more and rows else None,
         )

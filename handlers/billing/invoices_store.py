@@ -11,7 +11,6 @@ from sqlalchemy import and_, or_, select, update
 
 from registry.money import to_major
 from specs.billing.models import Invoice, InvoiceStatus
-from storage import cursors
 from storage.database import Database
 from storage.tables import invoices as t
 
@@ -58,14 +57,6 @@ class InvoiceRow:
             paid_at=self.paid_at,
             created_at=self.created_at,
         )
-
-
-def encode_cursor(row: InvoiceRow) -> str:
-    return cursors.encode(row.created_at, row.id)
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str] | None:
-    return cursors.decode(cursor)
 
 
 class InvoiceStore:

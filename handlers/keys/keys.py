@@ -6,8 +6,6 @@ a revocation is the caller's, never one named in the input.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from policy.api_keys import ApiKey, ApiKeyIdentity, ApiKeyStore
 from registry.context import Context
 from registry.errors import CATALOGUE, Issue
@@ -18,16 +16,6 @@ from specs.keys.list_keys import KeyList, KeyPage, ListKeysInput, ListKeysPageIn
 from specs.keys.models import ApiKeyView, KeyKind
 from specs.keys.revoke_key import RevokeKeyInput
 from storage import cursors
-
-
-def encode_cursor(key: ApiKey) -> str:
-    """The cursor of the page after ``key``: its creation time and id."""
-    return cursors.encode(key.created_at, key.id)
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str] | None:
-    """The creation time and id a cursor names, or None for one not made here."""
-    return cursors.decode(cursor)
 
 
 def view(key: ApiKey) -> ApiKeyView:
@@ -86,20 +74,15 @@ class KeyHandlers:
         return CreatedKey(**dict(view(key)), token=token)
 
     async def list_keys(self, data: ListKeysPageInput, ctx: Context) -> KeyPage:
-        after = None
-        if data.cursor:
-            after = decode_cursor(data.cursor)
-            if after is None:
-                raise CATALOGUE.INVALID_INPUT(
-                    "cursor is not one this server issued",
-                    issues=(Issue("cursor", "cursor", "Not a cursor this server issued"),),
-                )
         keys, more = await self.store.page(
-            ctx.tenant_id or "", include_revoked=data.include_revoked, limit=data.limit, after=after
+            ctx.tenant_id or "",
+            include_revoked=data.include_revoked,
+            limit=data.limit,
+            after=cursors.after(data.cursor),
         )
         return KeyPage(
             items=[view(k) for k in keys],
-            next_cursor=encode_cursor(keys[-1]) if more and keys else None,
+            next_cursor=cursors.encode(keys[-1].created_at, keys[-1].id) if more and keys else None,
         )
 
     async def list_keys_v1(self, data: ListKeysInput, ctx: Context) -> KeyList:

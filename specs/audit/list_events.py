@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from registry.contract import query
+from registry.fields import page_cursor
 from registry.model import WireModel
 from specs.audit.models import (
     AuditEvent,
@@ -34,9 +35,7 @@ class ListEventsInput(WireModel):
         None, description="Events before this time (none when it is not after since)"
     )
     limit: int = Field(50, ge=1, le=200, description="Page size")
-    cursor: str | None = Field(
-        None, max_length=200, pattern=r"^[A-Za-z0-9_=-]*$", description="From nextCursor"
-    )
+    cursor: str | None = page_cursor()
 
 
 class AuditEventPage(WireModel):

@@ -5,16 +5,14 @@ from __future__ import annotations
 from pydantic import Field
 
 from registry.contract import query
-from registry.fields import Identifier
+from registry.fields import Identifier, page_cursor
 from registry.model import WireModel
 from specs.billing.models import Invoice, InvoiceStatus
 
 
 class ListInvoicesInput(WireModel):
     limit: int = Field(20, ge=1, le=100, description="Page size")
-    cursor: str | None = Field(
-        None, max_length=200, pattern=r"^[A-Za-z0-9_=-]*$", description="From nextCursor"
-    )
+    cursor: str | None = page_cursor()
     status: InvoiceStatus | None = None
     owner_id: Identifier | None = Field(
         None, description="Whose invoices; others than the caller need invoice:list_any"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from registry.contract import Deprecation, query
+from registry.fields import page_cursor
 from registry.model import WireModel
 from specs.keys.models import ApiKeyView
 
@@ -43,9 +44,7 @@ ListKeysV1 = query(
 class ListKeysPageInput(WireModel):
     include_revoked: bool = Field(False, description="Also list revoked keys")
     limit: int = Field(50, ge=1, le=200, description="Page size")
-    cursor: str | None = Field(
-        None, max_length=300, pattern=r"^[A-Za-z0-9_=-]*$", description="From nextCursor"
-    )
+    cursor: str | None = page_cursor()
 
 
 class KeyPage(WireModel):

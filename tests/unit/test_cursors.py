@@ -8,13 +8,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from handlers.billing import invoices_store
-from handlers.keys.keys import decode_cursor, encode_cursor
-from policy.api_keys import ApiKey
+from registry.errors import OperationError
 from storage import cursors
 
 CREATED = datetime(2026, 11, 24, 21, 0, 0, 123456, tzinfo=UTC)
-KEY = ApiKey("abcdefghijkl", "acme", "bot", "service", ("user",), None, CREATED, None)
 
 
 def cursor_of(text: str) -> str:
@@ -22,12 +19,14 @@ def cursor_of(text: str) -> str:
 
 
 def test_a_cursor_names_the_key_it_follows() -> None:
-    assert decode_cursor(encode_cursor(KEY)) == (CREATED, "abcdefghijkl")
+    assert cursors.decode(cursors.encode(CREATED, "abcdefghijkl")) == (CREATED, "abcdefghijkl")
+    assert cursors.after(cursors.encode(CREATED, "abcdefghijkl")) == (CREATED, "abcdefghijkl")
+    assert cursors.after(None) is None and cursors.after("") is None
 
 
 def test_a_time_in_another_zone_is_read_as_utc() -> None:
     elsewhere = CREATED.astimezone(timezone(timedelta(hours=2)))
-    at, key_id = decode_cursor(cursor_of(f"{elsewhere.isoformat()}|abcdefghijkl")) or (None, "")
+    at, key_id = cursors.decode(cursor_of(f"{elsewhere.isoformat()}|abcdefghijkl")) or (None, "")
     assert at == CREATED and at is not None and at.utcoffset() == timedelta(0)
     assert at.hour == 21 and key_id == "abcdefghijkl"
 
@@ -45,13 +44,15 @@ def test_a_time_in_another_zone_is_read_as_utc() -> None:
     ],
 )
 def test_cursors_this_server_did_not_issue_are_refused(cursor: str) -> None:
-    assert cursors.decode(cursor) is None
-    assert decode_cursor(cursor) is None
-    assert invoices_store.decode_cursor(cursor) is None  # a naive time never reaches a query
+    assert cursors.decode(cursor) is None  # a naive time never reaches a query
+    with pytest.raises(OperationError) as refused:
+        cursors.after(cursor)
+    assert refused.value.code == "INVALID_INPUT"
+    assert [issue.path for issue in refused.value.issues] == ["cursor"]
 
 
 def test_invoice_cursors_read_as_before() -> None:
     """A cursor issued before storage.cursors existed still reads the same."""
     issued = base64.urlsafe_b64encode(f"{CREATED.isoformat()}|inv_1".encode()).decode()
-    assert invoices_store.decode_cursor(issued) == (CREATED, "inv_1")
+    assert cursors.decode(issued) == (CREATED, "inv_1")
     assert cursors.encode(CREATED, "inv_1") == issued

@@ -151,10 +151,20 @@ JWKS_RECHECK_SECONDS = 30.0
 JWKS_UNKNOWN_KID_SECONDS = 1.0
 
 
-def _file_stamp(path: Path) -> tuple[int, int, int]:
+FileStamp = tuple[int, int, int]
+
+
+def _file_stamp(path: Path) -> FileStamp:
     """What changes when a file is rewritten or replaced: its inode, size and mtime."""
     stat = path.stat()
     return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def read_jwks_file(path: Path) -> tuple[FileStamp, tuple[VerificationKey, ...]]:
+    """The keys of a JWKS file, and its stamp taken before reading it: a change made while
+    it is read is then seen at the next look. Raises OSError or ValueError."""
+    stamp = _file_stamp(path)
+    return stamp, jwks_keys(json.loads(path.read_text()))
 
 
 class JwtVerifier:
@@ -178,8 +188,12 @@ class JwtVerifier:
         jwks_recheck_seconds: float = JWKS_RECHECK_SECONDS,
         jwks_unknown_kid_seconds: float = JWKS_UNKNOWN_KID_SECONDS,
     ) -> None:
-        """``jwks`` are the keys read from ``jwks_file`` when one is given (which is then
-        looked at again, see the module docstring)."""
+        """The JWKS keys are those of ``jwks_file`` when one is given (read now, and looked
+        at again: see the module docstring), else ``jwks``."""
+        self.jwks_file = Path(jwks_file) if jwks_file else None
+        self._jwks_stamp: FileStamp | None = None
+        if self.jwks_file is not None:
+            self._jwks_stamp, jwks = read_jwks_file(self.jwks_file)
         if hs256 is None and public is None and not jwks:
             raise ValueError("a JWT verifier needs at least one key")
         if hs256 is not None and hs256.algorithm != "HS256":
@@ -191,10 +205,8 @@ class JwtVerifier:
         self.jwks: tuple[VerificationKey, ...] = ()
         self._by_kid: dict[str, VerificationKey] = {}
         self._use_jwks(jwks)
-        self.jwks_file = Path(jwks_file) if jwks_file else None
         self.jwks_recheck_seconds = jwks_recheck_seconds
         self.jwks_unknown_kid_seconds = jwks_unknown_kid_seconds
-        self._jwks_stamp = _file_stamp(self.jwks_file) if self.jwks_file else None
         self._jwks_checked_at = time.monotonic()
         self.issuer = issuer or None
         self.audience = audience or None
@@ -221,15 +233,13 @@ class JwtVerifier:
         is configured: bearer credentials are then API keys only."""
         hs256 = hs256_key(hs256_secret) if hs256_secret else None
         public = public_key(Path(public_key_file).read_bytes()) if public_key_file else None
-        jwks = jwks_keys(json.loads(Path(jwks_file).read_text())) if jwks_file else ()
-        if hs256 is None and public is None and not jwks:
+        if hs256 is None and public is None and not jwks_file:
             return None
         if not issuer and not audience:
             log.warning("jwt_without_issuer_or_audience")
         return cls(
             hs256=hs256,
             public=public,
-            jwks=jwks,
             issuer=issuer,
             audience=audience,
             claims=claims,
@@ -299,17 +309,17 @@ class JwtVerifier:
             return
         now = time.monotonic()
         since = now - self._jwks_checked_at
-        if since < self.jwks_recheck_seconds and not (
-            since >= self.jwks_unknown_kid_seconds
-            and not (isinstance(kid, str) and kid in self._by_kid)
-        ):
+        known = isinstance(kid, str) and kid in self._by_kid
+        due = since >= self.jwks_recheck_seconds or (
+            not known and since >= self.jwks_unknown_kid_seconds
+        )
+        if not due:
             return
         self._jwks_checked_at = now
         try:
-            stamp = _file_stamp(path)
-            if stamp == self._jwks_stamp:
+            if _file_stamp(path) == self._jwks_stamp:
                 return
-            keys = jwks_keys(json.loads(path.read_text()))
+            stamp, keys = read_jwks_file(path)
             self._use_jwks(keys)
         except (OSError, ValueError) as exc:
             log.error(

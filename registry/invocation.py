@@ -30,25 +30,12 @@ def new_request_id() -> str:
 
     The random bits come from ``random`` (seeded from the OS, reseeded in a forked
     child), not a system call per id: an id names a request, it guards nothing."""
-    return f"{time.time_ns() // 1_000_000:012x}{random.getrandbits(80):020x}"
+    return request_id_of(f"{random.getrandbits(80):020x}")
 
 
-_ZERO_TRACE = "0" * 32
-_ZERO_SPAN = "0" * 16
-
-
-def new_ids() -> tuple[str, str, str]:
-    """A new request id (as ``new_request_id``), W3C trace id (32 hex digits) and span
-    id (16), never all zeros, from one random draw: a REST call needs all three, and
-    three draws cost it microseconds."""
-    text = f"{random.getrandbits(272):068x}"
-    trace_id = text[20:52]
-    span_id = text[52:]
-    if trace_id == _ZERO_TRACE:
-        trace_id = "0" * 31 + "1"
-    if span_id == _ZERO_SPAN:
-        span_id = "0" * 15 + "1"
-    return f"{time.time_ns() // 1_000_000:012x}{text[:20]}", trace_id, span_id
+def request_id_of(random_hex: str) -> str:
+    """``new_request_id``'s form, with its 20 random hex digits given."""
+    return f"{time.time_ns() // 1_000_000:012x}{random_hex}"
 
 
 @dataclass(slots=True)

@@ -11,6 +11,8 @@ import random
 import re
 from dataclasses import dataclass
 
+from registry.invocation import request_id_of
+
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
@@ -58,6 +60,20 @@ def new_trace_id() -> str:
 def new_span_id() -> str:
     """64 random bits as 16 hex digits, never all zeros."""
     return f"{random.getrandbits(64) or 1:016x}"
+
+
+def new_ids() -> tuple[str, str, str]:
+    """A new request id (``registry.invocation.new_request_id``'s form), trace id and
+    span id, from one random draw: a REST call needs all three, and three draws cost it
+    microseconds."""
+    text = f"{random.getrandbits(272):068x}"
+    trace_id = text[20:52]
+    span_id = text[52:]
+    if trace_id == _ZERO_TRACE:
+        trace_id = _ZERO_TRACE[:-1] + "1"
+    if span_id == _ZERO_SPAN:
+        span_id = _ZERO_SPAN[:-1] + "1"
+    return request_id_of(text[:20]), trace_id, span_id
 
 
 def trace_id_from(value: str | None) -> str | None:

@@ -26,9 +26,9 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from registry.errors import CATALOGUE, Issue, OperationError, Problem
-from registry.invocation import Invocation, OperationRef, Outcome, new_ids, request_id_from
+from registry.invocation import Invocation, OperationRef, Outcome, request_id_from
 from registry.pipeline import Pipeline
-from registry.tracing import response_traceparent, trace_id_from
+from registry.tracing import new_ids, response_traceparent, trace_id_from
 from transports.http import (
     RequestHeaders,
     client_of,

@@ -13,13 +13,14 @@ from audit.record import AuditRecord
 from policy.actor import Actor
 from policy.rules import Decision
 from registry.contract import Contract, RateLimit, command, query
-from registry.invocation import Invocation, new_ids, new_request_id
+from registry.invocation import Invocation, new_request_id
 from registry.model import WireModel
 from registry.pipeline import Pipeline
 from registry.ports import Claim, IdempotencyScope, StoredOutcome
 from registry.registry import Registry, install_op
 from registry.tracing import (
     TraceParent,
+    new_ids,
     new_span_id,
     new_trace_id,
     parse_traceparent,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from sqlalchemy import update
 
 from handlers.billing.capture_payment import stripe_idempotency_key
@@ -79,17 +81,38 @@ async def crashed_capture(
         )
 
 
-async def test_a_stalled_capture_is_settled_by_the_same_capture_retried(stack: Stack) -> None:
+@dataclass(frozen=True)
+class Retry:
+    """A capture retried after another crashed holding the same invoice."""
+
+    tenant: str
+    owner: str
+    invoice: dict[str, Any]
+    request_id: str
+    answer: httpx.Response
+
+
+async def retry_after_crash(stack: Stack, *, seconds_ago: float, method: str) -> Retry:
+    """A new invoice whose capture with ``pm_card_visa`` crashed ``seconds_ago``, and a
+    capture of it with ``method`` now."""
     tenant, alice = await new_user(stack)
     invoice = await create_invoice(stack, alice)
-    await crashed_capture(stack, tenant, invoice, "pm_card_visa", seconds_ago=120)
+    await crashed_capture(stack, tenant, invoice, "pm_card_visa", seconds_ago=seconds_ago)
     request_id = rid()
     async with stack.client(alice) as http:
-        r = await http.post(CAPTURE, json=capture_body(invoice), headers=headers(request_id))
+        answer = await http.post(
+            CAPTURE, json=capture_body(invoice, method), headers=headers(request_id)
+        )
+    return Retry(tenant, alice, invoice, request_id, answer)
+
+
+async def test_a_stalled_capture_is_settled_by_the_same_capture_retried(stack: Stack) -> None:
+    retry = await retry_after_crash(stack, seconds_ago=120, method="pm_card_visa")
+    r = retry.answer
     assert r.status_code == 200, r.text
-    paid = await get_invoice(stack, alice, invoice["id"])
+    paid = await get_invoice(stack, retry.owner, retry.invoice["id"])
     assert (paid["status"], paid["transactionId"]) == ("paid", r.json()["transactionId"])
-    await one_audit(stack, request_id, outcome="OK", status=200, tenant_id=tenant)
+    await one_audit(stack, retry.request_id, outcome="OK", status=200, tenant_id=retry.tenant)
 
 
 async def test_a_stalled_capture_is_not_taken_over_by_another_payment_method(
@@ -97,29 +120,21 @@ async def test_a_stalled_capture_is_not_taken_over_by_another_payment_method(
 ) -> None:
     """Its charge may have gone through: only the same request (same idempotency key)
     can find that out without charging twice."""
-    tenant, alice = await new_user(stack)
-    invoice = await create_invoice(stack, alice)
-    await crashed_capture(stack, tenant, invoice, "pm_card_visa", seconds_ago=120)
-    request_id = rid()
-    async with stack.client(alice) as http:
-        r = await http.post(
-            CAPTURE,
-            json=capture_body(invoice, "pm_card_mastercard"),
-            headers=headers(request_id),
-        )
-    body = assert_problem(r, 409, "PAYMENT_IN_PROGRESS", request_id=request_id, retryable=True)
+    retry = await retry_after_crash(stack, seconds_ago=120, method="pm_card_mastercard")
+    body = assert_problem(
+        retry.answer, 409, "PAYMENT_IN_PROGRESS", request_id=retry.request_id, retryable=True
+    )
     assert "same payment method" in body["detail"]
-    assert (await get_invoice(stack, alice, invoice["id"]))["status"] == "processing"
-    assert await intents_for(stack, invoice["id"]) == []
+    invoice_id = retry.invoice["id"]
+    assert (await get_invoice(stack, retry.owner, invoice_id))["status"] == "processing"
+    assert await intents_for(stack, invoice_id) == []
 
 
 async def test_a_capture_still_under_way_is_not_taken_over(stack: Stack) -> None:
-    tenant, alice = await new_user(stack)
-    invoice = await create_invoice(stack, alice)
-    await crashed_capture(stack, tenant, invoice, "pm_card_visa", seconds_ago=5)
-    request_id = rid()
-    async with stack.client(alice) as http:
-        r = await http.post(CAPTURE, json=capture_body(invoice), headers=headers(request_id))
-    assert_problem(r, 409, "PAYMENT_IN_PROGRESS", request_id=request_id, retryable=True)
-    assert (await get_invoice(stack, alice, invoice["id"]))["status"] == "processing"
-    assert await intents_for(stack, invoice["id"]) == []
+    retry = await retry_after_crash(stack, seconds_ago=5, method="pm_card_visa")
+    assert_problem(
+        retry.answer, 409, "PAYMENT_IN_PROGRESS", request_id=retry.request_id, retryable=True
+    )
+    invoice_id = retry.invoice["id"]
+    assert (await get_invoice(stack, retry.owner, invoice_id))["status"] == "processing"
+    assert await intents_for(stack, invoice_id) == []

@@ -73,11 +73,44 @@ class Policy:
 
 @dataclass(frozen=True, slots=True)
 class Deprecation:
-    """Why a version is retired, when it stops working, and what replaces it."""
+    """Why a version is retired, when it stops working (``sunset``), since when it is
+    retired (``since``), and what replaces it. ``replaced_by`` names a version of the same
+    key (``"1.1.0"``), another operation at its current version (``"billing.payInvoice"``)
+    or at one version (``"billing.payInvoice@2.0.0"``); see ``successor``."""
 
     reason: str
     sunset: date | None = None
     replaced_by: str | None = None
+    since: date | None = None
+
+    def successor(self, key: str) -> tuple[str, str | None] | None:
+        """The key and version (None: the key's current one) that replace a retired
+        version of ``key``; None when nothing does. ContractError when ``replaced_by``
+        has none of the three forms."""
+        named = self.replaced_by
+        if named is None:
+            return None
+        other, at, version = named.partition("@")
+        if not at and not KEY_PATTERN.fullmatch(other):
+            other, version = key, named  # a version of the same key
+        if not KEY_PATTERN.fullmatch(other) or (at and not version):
+            raise ContractError(
+                f"{key}: replaced_by {named!r} is not a version, a key or key@version"
+            )
+        if not version:
+            return other, None
+        try:
+            return other, str(semver.Version.parse(version))
+        except ValueError:
+            raise ContractError(f"{key}: replaced_by {named!r} names no semver version") from None
+
+    def successor_ref(self, key: str) -> str | None:
+        """``successor`` as text: ``key@version``, or the key alone."""
+        found = self.successor(key)
+        if found is None:
+            return None
+        other, version = found
+        return other if version is None else f"{other}@{version}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +212,8 @@ def _declare(
             )
     if auth != "anonymous" and not owner_list:
         raise ContractError(f"{key}: a contract needs at least one owner")
+    if deprecation is not None:
+        _check_deprecation(key, parsed, deprecation)
     return Contract(
         kind=kind,
         key=key,
@@ -197,6 +232,17 @@ def _declare(
         deprecation=deprecation,
         timeout_seconds=timeout_seconds,
     )
+
+
+def _check_deprecation(key: str, version: semver.Version, deprecation: Deprecation) -> None:
+    """Refuse a successor that is malformed or the retired version itself, and a sunset
+    before the retirement."""
+    successor = deprecation.successor(key)
+    if successor == (key, str(version)):
+        raise ContractError(f"{key}@{version}: replaced_by names this very version")
+    since, sunset = deprecation.since, deprecation.sunset
+    if since is not None and sunset is not None and sunset < since:
+        raise ContractError(f"{key}@{version}: sunset {sunset} comes before since {since}")
 
 
 class ContractFields(TypedDict, total=False):

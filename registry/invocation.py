@@ -66,15 +66,17 @@ class Invocation:
 @dataclass(frozen=True, slots=True)
 class OperationRef:
     """The operation an outcome belongs to, as shown in problems and audit records; and,
-    for a retired version, its sunset and the version replacing it (see
-    ``registry.contract.Deprecation``), which transports may announce."""
+    for a retired version, since when it is retired, its sunset and the key and version
+    (None: the key's current one) replacing it (see ``registry.contract.Deprecation``),
+    which transports may announce."""
 
     key: str
     version: str
     kind: str
     deprecated: bool = False
     sunset: date | None = None
-    replaced_by: str | None = None
+    successor: tuple[str, str | None] | None = None
+    since: date | None = None
 
     def as_dict(self) -> dict[str, str]:
         return {"key": self.key, "version": self.version, "kind": self.kind}

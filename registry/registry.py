@@ -79,7 +79,8 @@ class Operation:
             c.kind,
             c.deprecated,
             retired.sunset if retired is not None else None,
-            retired.replaced_by if retired is not None else None,
+            retired.successor(c.key) if retired is not None else None,
+            retired.since if retired is not None else None,
         )
         object.__setattr__(self, "ref", ref)
 
@@ -149,8 +150,13 @@ class Registry:
 
     def check(self) -> None:
         """Refuse at start-up what would fail per call: rules on resources with no loader,
-        or a loader whose not-found error the contract does not declare."""
+        or a loader whose not-found error the contract does not declare; and a retired
+        version whose successor is not installed."""
         for op in self.operations():
+            successor = op.ref.successor
+            if successor is not None and self.resolve(*successor) is None:
+                named = op.contract.deprecation.replaced_by if op.contract.deprecation else None
+                raise ContractError(f"{op.contract.ref}: replaced_by {named!r} is not installed")
             for rule in op.contract.policy.rules:
                 if rule.condition is None:
                     continue

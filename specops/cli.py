@@ -128,8 +128,9 @@ def ops_show(key: str, version: str | None) -> None:
     if c.deprecation:
         doc["deprecation"] = {
             "reason": c.deprecation.reason,
+            "since": str(c.deprecation.since) if c.deprecation.since else None,
             "sunset": str(c.deprecation.sunset) if c.deprecation.sunset else None,
-            "replacedBy": c.deprecation.replaced_by,
+            "replacedBy": c.deprecation.successor_ref(c.key),
         }
     click.echo(json.dumps(doc, indent=2))
 

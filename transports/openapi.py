@@ -13,6 +13,7 @@ from registry.contract import Contract
 from registry.errors import CATALOGUE, ErrorSpec
 from registry.model import WireModel
 from registry.registry import Operation, Registry
+from transports.rest import retirement_headers
 
 REF = "#/components/schemas/{model}"
 #: The JSON Schema (a $ref) of each (model, mode) pair.
@@ -96,6 +97,28 @@ def _headers(kind: str, *, retryable: bool = False) -> dict[str, Any]:
     if retryable:
         headers["Retry-After"] = RETRY_AFTER_HEADER
     return headers
+
+
+#: The headers a retired version's answers carry (``transports.rest.retirement_headers``).
+RETIREMENT_HEADERS: dict[str, str] = {
+    "Deprecation": "When this version was retired (RFC 9745): @ and seconds since the epoch",
+    "Sunset": "When this version stops working (RFC 8594)",
+    "Link": 'The operation that replaces this version, rel="successor-version"',
+}
+
+
+def _retirement_headers(op: Operation) -> dict[str, Any]:
+    """The retirement headers every answer of ``op`` carries, documented."""
+    if not op.ref.deprecated:
+        return {}
+    return {
+        name: {
+            "description": RETIREMENT_HEADERS[name],
+            "required": True,
+            "schema": {"type": "string"},
+        }
+        for name in retirement_headers(op.ref)
+    }
 
 
 def decimal_pattern(schema: core_schema.DecimalSchema) -> str:
@@ -263,7 +286,7 @@ def _operation(
         "responses": {
             "200": {
                 "description": "Success",
-                "headers": _headers(c.kind),
+                "headers": {**_headers(c.kind), **_retirement_headers(op)},
                 "content": {"application/json": {"schema": refs[(c.output, "serialization")]}},
             },
             **_error_responses(errors, c.kind),

@@ -15,7 +15,7 @@ for anything else (trailing slashes, ``root_path`` mounts).
 from __future__ import annotations
 
 import contextlib
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from email.utils import format_datetime
 from typing import Any
 
@@ -126,17 +126,25 @@ def body_input(body: bytes | None, content_type: str | None) -> tuple[Any, Opera
 
 
 def retirement_headers(ref: OperationRef) -> dict[str, str]:
-    """What a call of a retired version is told besides its answer: ``Sunset`` (RFC 8594)
-    when the version stops working, and ``Link`` to the version that replaces it
-    (``rel="successor-version"``, RFC 5829)."""
+    """What a call of a retired version is told besides its answer: ``Deprecation``
+    (RFC 9745) since when it is retired, ``Sunset`` (RFC 8594) when it stops working, and
+    ``Link`` to the operation that replaces it (``rel="successor-version"``, RFC 5829):
+    its pinned path, or its unversioned one when it is the key's current version."""
     headers: dict[str, str] = {}
+    if ref.since is not None:
+        headers["Deprecation"] = f"@{int(_midnight(ref.since).timestamp())}"
     if ref.sunset is not None:
-        midnight = datetime.combine(ref.sunset, datetime.min.time(), tzinfo=UTC)
-        headers["Sunset"] = format_datetime(midnight, usegmt=True)
-    if ref.replaced_by is not None:
-        successor = f"{PREFIX}{ref.key}/v{ref.replaced_by}"
-        headers["Link"] = f'<{successor}>; rel="successor-version"'
+        headers["Sunset"] = format_datetime(_midnight(ref.sunset), usegmt=True)
+    if ref.successor is not None:
+        key, version = ref.successor
+        path = f"{PREFIX}{key}" if version is None else f"{PREFIX}{key}/v{version}"
+        headers["Link"] = f'<{path}>; rel="successor-version"'
     return headers
+
+
+def _midnight(day: date) -> datetime:
+    """The start of ``day`` in UTC."""
+    return datetime.combine(day, datetime.min.time(), tzinfo=UTC)
 
 
 def path_params(path: str) -> dict[str, str] | None:

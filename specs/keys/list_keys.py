@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from pydantic import Field
 
 from registry.contract import Deprecation, query
@@ -37,6 +39,7 @@ ListKeysV1 = query(
     deprecation=Deprecation(
         reason="Answers every key of the tenant at once; 1.1.0 answers them in pages",
         replaced_by="1.1.0",
+        since=date(2026, 11, 24),
     ),
 )
 

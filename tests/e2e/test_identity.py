@@ -382,8 +382,9 @@ async def test_keys_are_listed_a_page_at_a_time(identity_stack: Stack) -> None:
     assert v1.status_code == 200, v1.text
     assert len(v1.json()["items"]) == 5 and "nextCursor" not in v1.json()
     assert v1.headers["link"] == '</api/ops/keys.listKeys/v1.1.0>; rel="successor-version"'
+    assert v1.headers["deprecation"] == "@1795478400"  # 2026-11-24, RFC 9745
     latest = await rest(stack, admin, LIST_KEYS)
-    assert "link" not in latest.headers and "sunset" not in latest.headers
+    assert not {"link", "sunset", "deprecation"} & set(latest.headers)
 
 
 async def test_an_admin_sees_and_revokes_only_its_own_tenant_keys(identity_stack: Stack) -> None:

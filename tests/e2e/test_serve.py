@@ -155,6 +155,13 @@ async def test_openapi_document_lists_every_operation(server: Running) -> None:
         assert f"/api/ops/{key}/v1.0.0" in doc["paths"], key
     assert "post" in doc["paths"]["/api/ops/billing.capturePayment"]
     assert "get" in doc["paths"]["/api/ops/system.ping"]
+    retired = doc["paths"]["/api/ops/keys.listKeys/v1.0.0"]["post"]
+    assert retired["deprecated"] is True
+    assert {"Deprecation", "Link"} <= set(retired["responses"]["200"]["headers"])
+    assert "Sunset" not in retired["responses"]["200"]["headers"]  # 1.0.0 names no sunset
+    current = doc["paths"]["/api/ops/keys.listKeys/v1.1.0"]["post"]
+    assert "deprecated" not in current
+    assert not {"Deprecation", "Link"} & set(current["responses"]["200"]["headers"])
 
 
 async def test_unknown_path_is_a_404_problem(server: Running) -> None:

@@ -147,6 +147,46 @@ def test_deprecated_follows_stability_or_a_deprecation(declare_command) -> None:
     assert retired.deprecation is notice
 
 
+@pytest.mark.parametrize(
+    ("replaced_by", "successor", "text"),
+    [
+        ("1.1.0", ("things.doThing", "1.1.0"), "things.doThing@1.1.0"),
+        ("things.doBetter", ("things.doBetter", None), "things.doBetter"),
+        ("things.doBetter@2.0.0", ("things.doBetter", "2.0.0"), "things.doBetter@2.0.0"),
+        (None, None, None),
+    ],
+)
+def test_a_successor_is_a_version_a_key_or_both(
+    declare_command, replaced_by: str | None, successor: object, text: str | None
+) -> None:
+    notice = Deprecation("replaced", replaced_by=replaced_by)
+    retired = declare_command(key="things.doThing", deprecation=notice)
+    assert notice.successor(retired.key) == successor
+    assert notice.successor_ref(retired.key) == text
+
+
+@pytest.mark.parametrize(
+    ("deprecation", "message"),
+    [
+        (Deprecation("x", replaced_by="things.doBetter@2"), "names no semver version"),
+        (Deprecation("x", replaced_by="2"), "names no semver version"),
+        (Deprecation("x", replaced_by="things.doBetter@"), "not a version, a key or key@version"),
+        (Deprecation("x", replaced_by="Things@1.0.0"), "not a version, a key or key@version"),
+        (Deprecation("x", replaced_by="1.0.0"), "names this very version"),
+        (Deprecation("x", replaced_by="things.doThing@1.0.0"), "names this very version"),
+        (
+            Deprecation("x", since=date(2030, 1, 2), sunset=date(2030, 1, 1)),
+            "sunset 2030-01-01 comes before since 2030-01-02",
+        ),
+    ],
+)
+def test_a_malformed_deprecation_is_refused_at_declaration(
+    declare_command, deprecation: Deprecation, message: str
+) -> None:
+    with pytest.raises(ContractError, match=message):
+        declare_command(key="things.doThing", version="1.0.0", deprecation=deprecation)
+
+
 def test_domain_and_ref(declare_command) -> None:
     contract = declare_command(key="billing.v2.capturePayment", version="2.0.1-rc.1")
     assert contract.domain == "billing"

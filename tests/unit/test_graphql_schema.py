@@ -234,13 +234,13 @@ class RichOutput(WireModel):
 
 def test_pinned_deprecated_versions_and_the_latest(declare_command: Declare) -> None:
     registry = Registry()
-    retired = Deprecation("Use 2.0.0", sunset=date(2030, 1, 1), replaced_by="things.doThing@2")
+    retired = Deprecation("Use 2.0.0", sunset=date(2030, 1, 1), replaced_by="things.doThing@2.0.0")
     install_op(registry, declare_command(version="1.0.0", deprecation=retired), handler)
     install_op(registry, declare_command(version="2.0.0"), handler)
     mutations = root(graphql.build_schema(graphql_sdl(registry)), "mutation")
     assert set(mutations) == {"things_doThing", "things_doThing_v1_0_0", "things_doThing_v2_0_0"}
     v1 = mutations["things_doThing_v1_0_0"]
-    assert v1.deprecation_reason == "Use 2.0.0. Sunset 2030-01-01. Use things.doThing@2."
+    assert v1.deprecation_reason == "Use 2.0.0. Sunset 2030-01-01. Use things.doThing@2.0.0."
     assert mutations["things_doThing_v2_0_0"].deprecation_reason is None
     assert mutations["things_doThing"].deprecation_reason is None
     assert "now 2.0.0" in (mutations["things_doThing"].description or "")

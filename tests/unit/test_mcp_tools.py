@@ -153,7 +153,10 @@ def test_versions_pinned_latest_and_deprecated(declare_command: Declare) -> None
     registry.add(declare_command(version="1.0.0"), handler)
     registry.add(declare_command(version="1.1.0-rc.1"), handler)
     registry.add(
-        declare_command(version="2.0.0", deprecation=Deprecation("use things.doOther")), handler
+        declare_command(
+            version="2.0.0", deprecation=Deprecation("use things.doOther", replaced_by="1.0.0")
+        ),
+        handler,
     )
     catalog = ToolCatalog(registry)
     names = [entry.name for entry in catalog]
@@ -167,7 +170,8 @@ def test_versions_pinned_latest_and_deprecated(declare_command: Declare) -> None
     assert latest is not None and str(latest.operation.contract.version) == "1.1.0-rc.1"
     deprecated = catalog.get("things_doThing_v2_0_0")
     assert deprecated is not None
-    assert "DEPRECATED: use things.doOther." in (deprecated.tool.description or "")
+    description = deprecated.tool.description or ""
+    assert "DEPRECATED: use things.doOther. Use things.doThing@1.0.0 instead." in description
 
 
 def test_a_name_too_long_for_mcp_is_refused_at_start_up(declare_command: Declare) -> None:
@@ -204,6 +208,10 @@ def test_each_contract_has_a_markdown_resource(registry: Registry) -> None:
         "## Output (JSON Schema)",
     ):
         assert text in doc.text
+    retired = docs.get("specops://ops/keys.listKeys/v1.0.0")
+    assert retired is not None
+    for text in ("| deprecated since | 2026-11-24 |", "| replaced by | `keys.listKeys@1.1.0` |"):
+        assert text in retired.text
 
 
 # -- calls, in process ------------------------------------------------------------------

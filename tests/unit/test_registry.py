@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from policy.actor import Actor
@@ -202,3 +204,17 @@ def test_operations_and_latest_are_ordered(declare_command, declare_query) -> No
         "mid.dle@1.0.0",
         "zeta.last@1.0.0",
     ]
+
+
+def test_check_refuses_a_successor_that_is_not_installed(declare_command) -> None:
+    registry = Registry()
+    notice = Deprecation("replaced", replaced_by="things.doThing@2.0.0")
+    install_op(registry, declare_command(version="1.0.0", deprecation=notice), handler)
+    with pytest.raises(
+        ContractError, match=re.escape("replaced_by 'things.doThing@2.0.0' is not installed")
+    ):
+        registry.check()
+    install_op(registry, declare_command(version="2.0.0"), handler)
+    registry.check()
+    retired = registry.resolve("things.doThing", "1.0.0")
+    assert retired is not None and retired.ref.successor == ("things.doThing", "2.0.0")

@@ -206,11 +206,29 @@ async def _discard(message: Message) -> None:
     return None
 
 
-def test_a_retired_version_announces_its_sunset_and_successor() -> None:
-    retired = OperationRef("keys.listKeys", "1.0.0", "query", True, date(2027, 6, 1), "1.1.0")
+def test_a_retired_version_announces_its_retirement_sunset_and_successor() -> None:
+    retired = OperationRef(
+        "keys.listKeys",
+        "1.0.0",
+        "query",
+        True,
+        sunset=date(2027, 6, 1),
+        successor=("keys.listKeys", "1.1.0"),
+        since=date(2026, 11, 24),
+    )
     assert retirement_headers(retired) == {
+        "Deprecation": "@1795478400",
         "Sunset": "Tue, 01 Jun 2027 00:00:00 GMT",
         "Link": '</api/ops/keys.listKeys/v1.1.0>; rel="successor-version"',
     }
     bare = OperationRef("keys.listKeys", "1.0.0", "query", True)
     assert retirement_headers(bare) == {}
+
+
+def test_a_successor_at_its_current_version_is_linked_by_its_unversioned_path() -> None:
+    moved = OperationRef(
+        "billing.pay", "1.0.0", "command", True, successor=("billing.payInvoice", None)
+    )
+    assert retirement_headers(moved) == {
+        "Link": '</api/ops/billing.payInvoice>; rel="successor-version"'
+    }

@@ -542,8 +542,9 @@ def deprecation_reason(contract: Contract) -> str | None:
     parts = [retired.reason.rstrip(".") + "."]
     if retired.sunset:
         parts.append(f"Sunset {retired.sunset.isoformat()}.")
-    if retired.replaced_by:
-        parts.append(f"Use {retired.replaced_by}.")
+    successor = retired.successor_ref(contract.key)
+    if successor:
+        parts.append(f"Use {successor}.")
     return " ".join(parts)
 
 

@@ -112,8 +112,11 @@ def contract_markdown(contract: Contract, *, latest: bool) -> str:
         lines.append(f"| deprecated | {d.reason} |")
         if d.sunset:
             lines.append(f"| sunset | {d.sunset} |")
-        if d.replaced_by:
-            lines.append(f"| replaced by | `{d.replaced_by}` |")
+        if d.since:
+            lines.append(f"| deprecated since | {d.since} |")
+        successor = d.successor_ref(contract.key)
+        if successor:
+            lines.append(f"| replaced by | `{successor}` |")
     lines += ["", "## Declared errors", ""]
     if contract.errors:
         lines += ["| code | status | retryable | meaning |", "|---|---|---|---|"]

@@ -175,8 +175,9 @@ def describe(contract: Contract, *, pinned: bool) -> str:
             notice += f": {_sentence(contract.deprecation.reason)}"
             if contract.deprecation.sunset:
                 notice += f" Stops working on {contract.deprecation.sunset}."
-            if contract.deprecation.replaced_by:
-                notice += f" Use {contract.deprecation.replaced_by} instead."
+            successor = contract.deprecation.successor_ref(contract.key)
+            if successor:
+                notice += f" Use {successor} instead."
         lines.append(notice)
     lines.append("")
     lines.append(

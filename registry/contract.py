@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Literal, Required, TypedDict, Unpack
+from typing import Any, Literal, Required, TypedDict, Unpack
 
 import semver
 
@@ -275,3 +275,45 @@ def command(**fields: Unpack[ContractFields]) -> Contract:
 def query(**fields: Unpack[ContractFields]) -> Contract:
     """Declare an operation that only reads (GET or POST)."""
     return _declare("query", **fields)
+
+
+class Revision(TypedDict, total=False):
+    """What another version of an operation declares anew (``revision``)."""
+
+    version: Required[str]
+    description: str
+    stability: Stability
+    input: type[WireModel]
+    output: type[WireModel]
+    errors: Iterable[ErrorSpec]
+    auth: AuthLevel
+    rules: Iterable[RuleLike]
+    deprecation: Deprecation | None
+    timeout_seconds: float
+    rate_limit: RateLimit | None
+
+
+def revision(earlier: Contract, **changes: Unpack[Revision]) -> Contract:
+    """Another version of ``earlier``'s operation: its key, title, goal, context, owners
+    and tags, with ``changes`` (a ``version`` at least) over the rest of its declaration,
+    checked as any declaration is. A retirement is not carried over."""
+    policy = earlier.policy
+    fields: dict[str, Any] = {
+        "key": earlier.key,
+        "title": earlier.title,
+        "description": earlier.description,
+        "goal": earlier.goal,
+        "context": earlier.context,
+        "owners": earlier.owners,
+        "tags": earlier.tags,
+        "stability": earlier.stability,
+        "input": earlier.input,
+        "output": earlier.output,
+        "errors": earlier.errors,
+        "auth": policy.auth,
+        "rules": policy.rules,
+        "rate_limit": policy.rate_limit,
+        "timeout_seconds": earlier.timeout_seconds,
+        **changes,
+    }
+    return _declare(earlier.kind, **fields)

@@ -8,7 +8,7 @@ from datetime import date
 
 from pydantic import Field
 
-from registry.contract import Deprecation, query
+from registry.contract import Deprecation, query, revision
 from registry.fields import page_cursor
 from registry.model import WireModel
 from specs.keys.models import ApiKeyView
@@ -55,19 +55,11 @@ class KeyPage(WireModel):
     next_cursor: str | None = Field(None, description="Pass as cursor for the next page")
 
 
-ListKeys = query(
-    key="keys.listKeys",
+ListKeys = revision(
+    ListKeysV1,
     version="1.1.0",
-    title="List API keys",
     description="List the API keys of the caller's tenant (ids and scopes, never secrets), "
     "a page at a time",
-    goal="Let tenant admins see which credentials exist and what each may do",
-    context="Called by a tenant admin reviewing or rotating credentials",
-    owners=["team-platform"],
-    tags=["keys", "identity"],
-    stability="beta",
     input=ListKeysPageInput,
     output=KeyPage,
-    auth="admin",
-    rules=[("api_key", "list")],
 )

@@ -8,7 +8,7 @@ import pytest
 import semver
 from pydantic import BaseModel
 
-from registry.contract import ContractError, Deprecation, Rule
+from registry.contract import ContractError, Deprecation, Rule, revision
 from registry.errors import ErrorSpec
 from tests.unit.conftest import ThingInput, ThingOutput
 
@@ -185,6 +185,35 @@ def test_a_malformed_deprecation_is_refused_at_declaration(
 ) -> None:
     with pytest.raises(ContractError, match=message):
         declare_command(key="things.doThing", version="1.0.0", deprecation=deprecation)
+
+
+def test_a_revision_keeps_the_operation_and_declares_what_changed(declare_command) -> None:
+    class WiderInput(ThingInput):
+        note: str | None = None
+
+    retired = Deprecation("paged now", replaced_by="1.1.0")
+    first = declare_command(
+        tags=["things"], auth="admin", rules=[("thing", "write")], deprecation=retired
+    )
+    second = revision(first, version="1.1.0", input=WiderInput, description="Does it better")
+    assert (second.kind, second.key, second.version_text) == ("command", "things.doThing", "1.1.0")
+    assert (second.title, second.goal, second.owners, second.tags) == (
+        first.title,
+        first.goal,
+        first.owners,
+        first.tags,
+    )
+    assert second.policy == first.policy
+    assert (second.input, second.output) == (WiderInput, first.output)
+    assert second.description == "Does it better"
+    assert second.deprecation is None and not second.deprecated
+
+
+def test_a_revision_is_checked_like_a_declaration(declare_command) -> None:
+    with pytest.raises(ContractError, match="not semver"):
+        revision(declare_command(), version="2")
+    with pytest.raises(ContractError, match="needs input field 'gadget_id'"):
+        revision(declare_command(), version="2.0.0", rules=[("gadget", "read", "owner")])
 
 
 def test_domain_and_ref(declare_command) -> None:

@@ -17,6 +17,7 @@ the failures are gathered per operation (one subtest each) and reported together
 from __future__ import annotations
 
 import functools
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,8 +56,9 @@ USER = "alice"
 
 #: Hypothesis examples per operation, with credentials (positive and negative mixed) and
 #: without. The coverage cases come on top: deterministic, a few dozen per operation.
-MAX_EXAMPLES = 40
-MAX_EXAMPLES_UNAUTHENTICATED = 10
+#: ``SPECOPS_FUZZ_EXAMPLES=400`` explores further (a longer run than CI's).
+MAX_EXAMPLES = int(os.environ.get("SPECOPS_FUZZ_EXAMPLES", "40"))
+MAX_EXAMPLES_UNAUTHENTICATED = max(10, MAX_EXAMPLES // 4)
 
 SETTINGS = hypothesis.settings(
     deadline=None,

@@ -65,11 +65,6 @@ def timestamp_text(at: float) -> str:
     return _second_text.of(second) + "." + str(micro).zfill(6)  # a third of an f-string's cost
 
 
-def timestamp_to_utc(at: float) -> datetime:
-    """``timestamp_text`` as a naive UTC datetime."""
-    return datetime.fromisoformat(timestamp_text(at))
-
-
 def naive_utc(value: datetime | str) -> datetime:
     """A stored or exported time as a naive UTC datetime (SQLite keeps naive UTC,
     PostgreSQL answers in the session's zone, an export says ``...Z``)."""

@@ -22,13 +22,19 @@ T = TypeVar("T")
 DEFAULT_RESOLUTION = 0.02
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class _Call:
     deadline: float
     task: asyncio.Task[object]
     #: The task's pending cancellation requests when the call began.
     cancelling: int
-    expired: bool = False
+    expired: bool
+
+    def __init__(self, deadline: float, task: asyncio.Task[object], cancelling: int) -> None:
+        self.deadline = deadline  # written out: compiled, where dataclass' is not
+        self.task = task
+        self.cancelling = cancelling
+        self.expired = False
 
 
 class Deadlines:

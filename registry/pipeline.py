@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import structlog
@@ -65,26 +65,49 @@ QueriesWhenUnavailable = Literal["refuse", "log-only"]
 its record in the structlog line only (and queued for the table)."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Call:
     """The state of one invocation as it moves through the stages."""
 
     invocation: Invocation
     started: float
-    operation: Operation | None = None
-    actor: Actor | None = None
-    input: WireModel | None = None
-    input_digest: str | None = None
-    decision: Literal["allow", "deny", "none"] = "none"
+    operation: Operation | None
+    actor: Actor | None
+    input: WireModel | None
+    input_digest: str | None
+    decision: Literal["allow", "deny", "none"]
     #: What decided: the policy line, or the auth level or condition that refused.
-    policy_rule: str | None = None
-    resources: dict[str, ResourceAttrs] = field(default_factory=dict)
-    idempotency: IdempotencyScope | None = None
-    output: dict[str, Any] | None = None
-    error: OperationError | None = None
-    replayed: bool = False
-    finished: bool = False
-    ran_handler: bool = False
+    policy_rule: str | None
+    resources: dict[str, ResourceAttrs]
+    idempotency: IdempotencyScope | None
+    output: dict[str, Any] | None
+    error: OperationError | None
+    replayed: bool
+    finished: bool
+    ran_handler: bool
+
+    def __init__(  # written out: compiled, where dataclass' generated one is not
+        self,
+        invocation: Invocation,
+        started: float,
+        decision: Literal["allow", "deny", "none"] = "none",
+        policy_rule: str | None = None,
+    ) -> None:
+        self.invocation = invocation
+        self.started = started
+        self.operation = None
+        self.actor = None
+        self.input = None
+        self.input_digest = None
+        self.decision = decision
+        self.policy_rule = policy_rule
+        self.resources = {}
+        self.idempotency = None
+        self.output = None
+        self.error = None
+        self.replayed = False
+        self.finished = False
+        self.ran_handler = False
 
     def outcome(self) -> Outcome:
         ref = self.operation.ref if self.operation is not None else None

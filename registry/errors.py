@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Issue:
-    """One field-level problem with an input: where, what kind, and a readable message."""
+    """One field-level problem with an input: where, what kind, and a readable message.
+    Not changed once made (not frozen: see ``Problem``)."""
 
     path: str
     code: str
     message: str
+
+    def __init__(self, path: str, code: str, message: str) -> None:
+        self.path = path  # written out: compiled, where dataclass' generated one is not
+        self.code = code
+        self.message = message
 
     def as_dict(self) -> dict[str, str]:
         return {"path": self.path, "code": self.code, "message": self.message}
@@ -117,17 +123,37 @@ PASS_THROUGH_CODES = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Problem:
-    """An error as every transport shows it (RFC 9457 fields plus ours)."""
+    """An error as every transport shows it (RFC 9457 fields plus ours). Not changed once
+    made; not frozen, since a frozen dataclass sets each field through
+    ``object.__setattr__``, and mypyc compiles a written-out ``__init__`` only."""
 
     code: str
     status: int
     title: str
     detail: str
     retryable: bool
-    issues: tuple[Issue, ...] = ()
-    headers: dict[str, str] = field(default_factory=dict)
+    issues: tuple[Issue, ...]
+    headers: dict[str, str]
+
+    def __init__(
+        self,
+        code: str,
+        status: int,
+        title: str,
+        detail: str,
+        retryable: bool,
+        issues: tuple[Issue, ...] = (),
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.code = code
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.retryable = retryable
+        self.issues = issues
+        self.headers = {} if headers is None else headers
 
     @classmethod
     def of(cls, error: OperationError) -> Problem:

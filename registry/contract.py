@@ -245,7 +245,19 @@ def _check_deprecation(key: str, version: semver.Version, deprecation: Deprecati
         raise ContractError(f"{key}@{version}: sunset {sunset} comes before since {since}")
 
 
-class ContractFields(TypedDict, total=False):
+class _Settings(TypedDict, total=False):
+    """What a declaration and a revision may set alike (their defaults: ``_declare``'s)."""
+
+    stability: Stability
+    errors: Iterable[ErrorSpec]
+    auth: AuthLevel
+    rules: Iterable[RuleLike]
+    deprecation: Deprecation | None
+    timeout_seconds: float
+    rate_limit: RateLimit | None
+
+
+class ContractFields(_Settings, total=False):
     """The keyword arguments of ``command(...)`` and ``query(...)``."""
 
     key: Required[str]
@@ -256,15 +268,8 @@ class ContractFields(TypedDict, total=False):
     context: Required[str]
     owners: Required[Iterable[str]]
     tags: Iterable[str]
-    stability: Stability
     input: Required[type[WireModel]]
     output: Required[type[WireModel]]
-    errors: Iterable[ErrorSpec]
-    auth: AuthLevel
-    rules: Iterable[RuleLike]
-    deprecation: Deprecation | None
-    timeout_seconds: float
-    rate_limit: RateLimit | None
 
 
 def command(**fields: Unpack[ContractFields]) -> Contract:
@@ -277,20 +282,13 @@ def query(**fields: Unpack[ContractFields]) -> Contract:
     return _declare("query", **fields)
 
 
-class Revision(TypedDict, total=False):
+class Revision(_Settings, total=False):
     """What another version of an operation declares anew (``revision``)."""
 
     version: Required[str]
     description: str
-    stability: Stability
     input: type[WireModel]
     output: type[WireModel]
-    errors: Iterable[ErrorSpec]
-    auth: AuthLevel
-    rules: Iterable[RuleLike]
-    deprecation: Deprecation | None
-    timeout_seconds: float
-    rate_limit: RateLimit | None
 
 
 def revision(earlier: Contract, **changes: Unpack[Revision]) -> Contract:

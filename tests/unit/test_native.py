@@ -67,6 +67,33 @@ def test_compiled_modules_do_not_rely_on_exception_chaining(source: str) -> None
     assert not bare, f"{source}: raise ... from None without detached() on lines {bare}"
 
 
+#: The dataclasses compiled modules make on every call, whose ``__init__`` they write out.
+PER_CALL_CLASSES = [
+    "registry.invocation.Invocation",
+    "registry.invocation.Outcome",
+    "registry.pipeline.Call",
+    "registry.context.Context",
+    "registry.deadlines._Call",
+    "registry.errors.Problem",
+    "registry.errors.Issue",
+    "transports.http.RequestHeaders",
+    "audit.redaction.RedactedInput",
+]
+
+
+@pytest.mark.parametrize("path", PER_CALL_CLASSES)
+def test_per_call_dataclasses_write_their_init_out(path: str) -> None:
+    """A dataclass' generated ``__init__`` is Python code, interpreted even in a compiled
+    module; a written-out one is compiled with it. Either build: the class says
+    ``init=False`` and defines ``__init__`` itself."""
+    module, name = path.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), name)
+    assert not cls.__dataclass_params__.init, f"{path}: @dataclass(init=False) expected"
+    assert "__init__" in vars(cls), f"{path} defines no __init__"
+    if not str(importlib.import_module(module).__file__).endswith(".py"):
+        assert not hasattr(cls.__init__, "__code__"), f"{path}.__init__ is not compiled"
+
+
 async def test_an_invalid_input_error_does_not_show_the_validation_error_it_replaced() -> None:
     """A pydantic ValidationError quotes the input: the INVALID_INPUT that replaces it
     must not show it in a traceback, in the compiled build as in the interpreted one."""

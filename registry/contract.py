@@ -294,7 +294,10 @@ class Revision(_Settings, total=False):
 def revision(earlier: Contract, **changes: Unpack[Revision]) -> Contract:
     """Another version of ``earlier``'s operation: its key, title, goal, context, owners
     and tags, with ``changes`` (a ``version`` at least) over the rest of its declaration,
-    checked as any declaration is. A retirement is not carried over."""
+    checked as any declaration is. A retirement is not carried over: neither a
+    ``deprecation`` nor, unless ``changes`` give one, a ``"deprecated"`` stability."""
+    if earlier.stability == "deprecated" and "stability" not in changes:
+        raise ContractError(f"{earlier.ref} is deprecated: give {changes['version']} a stability")
     policy = earlier.policy
     fields: dict[str, Any] = {
         "key": earlier.key,

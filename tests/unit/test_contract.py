@@ -212,6 +212,10 @@ def test_a_revision_keeps_the_operation_and_declares_what_changed(declare_comman
 def test_a_revision_is_checked_like_a_declaration(declare_command) -> None:
     with pytest.raises(ContractError, match="not semver"):
         revision(declare_command(), version="2")
+    retired = declare_command(stability="deprecated")
+    with pytest.raises(ContractError, match=r"is deprecated: give 2\.0\.0 a stability"):
+        revision(retired, version="2.0.0")
+    assert not revision(retired, version="2.0.0", stability="beta").deprecated
     with pytest.raises(ContractError, match="needs input field 'gadget_id'"):
         revision(declare_command(), version="2.0.0", rules=[("gadget", "read", "owner")])
 

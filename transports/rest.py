@@ -129,7 +129,7 @@ def retirement_headers(ref: OperationRef) -> dict[str, str]:
     """What a call of a retired version is told besides its answer: ``Deprecation``
     (RFC 9745) since when it is retired, ``Sunset`` (RFC 8594) when it stops working, and
     ``Link`` to the operation that replaces it (``rel="successor-version"``, RFC 5829):
-    its pinned path, or its unversioned one when it is the key's current version."""
+    its pinned path, or its unversioned one when the successor names no version."""
     headers: dict[str, str] = {}
     if ref.since is not None:
         headers["Deprecation"] = f"@{int(_midnight(ref.since).timestamp())}"

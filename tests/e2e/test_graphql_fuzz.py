@@ -9,28 +9,21 @@ its own, so that what its mutations change (keys, policy lines) concerns no othe
 
 from __future__ import annotations
 
-import os
-import re
 import uuid
 from typing import Any
 
-import hypothesis
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, given
+from hypothesis import given
 from hypothesis import strategies as st
 from schemathesis.core.result import Ok
 from schemathesis.graphql import nodes
 
+from tests.support.fuzz import SETTINGS, is_stable_refusal
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
-
-#: Examples per root field (``SPECOPS_FUZZ_EXAMPLES`` explores further).
-MAX_EXAMPLES = int(os.environ.get("SPECOPS_FUZZ_EXAMPLES", "40"))
-
-CODE = re.compile(r"^[A-Z][A-Z_]*$")
 
 # Amounts are exact decimals sent as strings; also numbers and odd text, which the
 # contract must refuse as typed errors.
@@ -57,7 +50,7 @@ def problems_in(response: Any) -> list[str]:
     found = []
     for error in body.get("errors") or []:
         code = (error.get("extensions") or {}).get("code")
-        if not isinstance(code, str) or not CODE.fullmatch(code) or code == "INTERNAL":
+        if not is_stable_refusal(code):
             found.append(f"error without a stable code ({code!r}): {error.get('message')}")
     return found
 
@@ -69,16 +62,10 @@ def fuzz_field(
     failures: list[str],
     seen: dict[str, int],
 ) -> None:
-    """Send ``MAX_EXAMPLES`` generated calls of one root field; note what is wrong with
+    """Send ``SETTINGS.max_examples`` generated calls of one root field; note what is wrong with
     each answer in ``failures`` and count the error codes in ``seen``."""
 
-    @hypothesis.settings(
-        max_examples=MAX_EXAMPLES,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @SETTINGS
     @given(case=field.as_strategy())
     def fuzz(case: Any) -> None:
         response = case.call(headers=headers, session=session)

@@ -10,45 +10,30 @@ error. The caller is a user and admin of a tenant of its own, as in the GraphQL 
 
 from __future__ import annotations
 
-import os
-import re
 import uuid
 from typing import Any
 
-import hypothesis
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given
+from hypothesis import given
 from mcp.shared.exceptions import MCPError
 from schemathesis.core.result import Ok
 
+from tests.support.fuzz import OPENAPI_CONFIG, SETTINGS, is_stable_refusal
 from tests.support.mcp_client import http_client
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
-#: Argument sets per tool (``SPECOPS_FUZZ_EXAMPLES`` explores further).
-MAX_EXAMPLES = int(os.environ.get("SPECOPS_FUZZ_EXAMPLES", "40"))
-
-CODE = re.compile(r"^[A-Z][A-Z_]*$")
 PREFIX = "/api/ops/"
-CONFIG = schemathesis.Config.from_dict(
-    {"generation": {"mode": "all", "with-security-parameters": False}}
-)
 
 
 def generated_inputs(operation: Any) -> list[dict[str, Any]]:
-    """``MAX_EXAMPLES`` JSON object bodies for ``operation`` (deterministic), valid and
+    """``SETTINGS.max_examples`` JSON object bodies for ``operation`` (deterministic), valid and
     invalid alike; bodies that are not objects are left out, as MCP arguments are one."""
     found: list[dict[str, Any]] = []
 
-    @hypothesis.settings(
-        max_examples=MAX_EXAMPLES,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @SETTINGS
     @given(case=operation.as_strategy())
     def collect(case: Any) -> None:
         if isinstance(case.body, dict):
@@ -66,7 +51,7 @@ def problems_in(result: Any) -> list[str]:
     if not result.is_error:
         return []
     code = body.get("code")
-    if not isinstance(code, str) or not CODE.fullmatch(code) or code == "INTERNAL":
+    if not is_stable_refusal(code):
         return [f"a problem without a stable code ({code!r}): {body.get('detail')}"]
     return []
 
@@ -76,7 +61,7 @@ async def test_mcp_tools_answer_any_arguments_with_output_or_a_coded_problem(
     stack: Stack,
 ) -> None:
     token = await stack.key(f"mcpfuzz-{uuid.uuid4().hex[:8]}", "fuzzer", ("user", "admin"))
-    schema = schemathesis.openapi.from_url(f"{stack.url}/api/openapi.json", config=CONFIG)
+    schema = schemathesis.openapi.from_url(f"{stack.url}/api/openapi.json", config=OPENAPI_CONFIG)
     operations = {}
     for loaded in schema.get_all_operations():
         assert isinstance(loaded, Ok), loaded.err()

@@ -17,7 +17,6 @@ the failures are gathered per operation (one subtest each) and reported together
 from __future__ import annotations
 
 import functools
-import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ import hypothesis
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, given
+from hypothesis import given
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import (
@@ -45,6 +44,8 @@ from schemathesis.checks import (
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Ok
 
+from tests.support.fuzz import OPENAPI_CONFIG as CONFIG
+from tests.support.fuzz import SETTINGS
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -54,24 +55,10 @@ Operation = schemathesis.APIOperation[Any, Any, Any, Any]
 
 USER = "alice"
 
-#: Hypothesis examples per operation, with credentials (positive and negative mixed) and
-#: without. The coverage cases come on top: deterministic, a few dozen per operation.
-#: ``SPECOPS_FUZZ_EXAMPLES=400`` explores further (a longer run than CI's).
-MAX_EXAMPLES = int(os.environ.get("SPECOPS_FUZZ_EXAMPLES", "40"))
-MAX_EXAMPLES_UNAUTHENTICATED = max(10, MAX_EXAMPLES // 4)
-
-SETTINGS = hypothesis.settings(
-    deadline=None,
-    derandomize=True,
-    database=None,
-    print_blob=False,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
-
-CONFIG = schemathesis.Config.from_dict(
-    # Credentials are sent explicitly; generated Authorization headers are only refused.
-    {"generation": {"mode": "all", "with-security-parameters": False}}
-)
+#: Hypothesis examples per operation without credentials; with them, ``SETTINGS``' own
+#: (positive and negative mixed). The coverage cases come on top: deterministic, a few
+#: dozen per operation.
+MAX_EXAMPLES_UNAUTHENTICATED = max(10, SETTINGS.max_examples // 4)
 
 #: Input rules a JSON Schema cannot state: an amount may have only as many decimals as its
 #: currency (2 for usd, 0 for jpy), the document's limit being 3; and a page cursor is an
@@ -258,7 +245,7 @@ def fuzz_operation(
 
     modes = st.one_of([operation.as_strategy(generation_mode=mode) for mode in GenerationMode])
 
-    @hypothesis.settings(SETTINGS, max_examples=MAX_EXAMPLES)
+    @SETTINGS
     @given(case=with_seeded_invoices(operation, seed, modes))
     def fuzz_authenticated(case: Case) -> None:
         authenticated(case)

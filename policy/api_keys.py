@@ -17,10 +17,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import RowMapping, and_, or_, select, update
+from sqlalchemy import RowMapping, select, update
 
 from policy.actor import ANONYMOUS, Actor, ActorKind
 from registry.errors import CATALOGUE
+from storage import cursors
 from storage.database import Database
 from storage.tables import api_keys
 
@@ -154,16 +155,10 @@ class ApiKeyStore:
         query = select(t).where(t.c.tenant_id == tenant_id)
         if not include_revoked:
             query = query.where(t.c.revoked_at.is_(None))
-        if after is not None:
-            created, key_id = after
-            query = query.where(
-                or_(t.c.created_at > created, and_(t.c.created_at == created, t.c.id > key_id))
-            )
-        query = query.order_by(t.c.created_at, t.c.id).limit(limit + 1)
+        query = cursors.keyset_page(query, t.c.created_at, t.c.id, after, limit, newest_first=False)
         async with self.db.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
-        keys = [_key_of(r) for r in rows]
-        return keys[:limit], len(keys) > limit
+        return cursors.split([_key_of(r) for r in rows], limit)
 
     async def list(self, tenant_id: str | None = None) -> list[ApiKey]:
         query = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)

@@ -1,15 +1,35 @@
 """Opaque page cursors for keyset pagination: the creation time and id of the last row of
 a page, base64url-encoded. ``decode`` refuses what ``encode`` did not make, and reads a
 time with any offset as the UTC instant it names (SQLite compares UTC digits); ``after``
-is what a listing handler calls with its input's cursor."""
+is what a listing handler calls with its input's cursor, ``next_cursor`` what it answers.
+
+A store pages with ``keyset_page`` (the query continuing after a row, one row over the
+page) and ``split`` (the page, and whether more follow)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import operator
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import ColumnElement, Select, and_, or_
 
 from registry.errors import CATALOGUE, Issue
+
+T = TypeVar("T")
+
+
+class Paged(Protocol):
+    """A listed row: what its cursor is made of."""
+
+    @property
+    def created_at(self) -> datetime: ...
+
+    @property
+    def id(self) -> str: ...
 
 
 def encode(created_at: datetime, row_id: str) -> str:
@@ -41,3 +61,34 @@ def after(cursor: str | None) -> tuple[datetime, str] | None:
             issues=(Issue("cursor", "invalid_cursor", "Not a cursor this server issued"),),
         )
     return found
+
+
+def next_cursor(page: Sequence[Paged], more: bool) -> str | None:
+    """The cursor of the page after ``page`` when ``more`` rows follow it, else None."""
+    return encode(page[-1].created_at, page[-1].id) if more and page else None
+
+
+def keyset_page(
+    query: Select[Any],
+    created_at: ColumnElement[datetime],
+    row_id: ColumnElement[str],
+    after: tuple[datetime, str] | None,
+    limit: int,
+    *,
+    newest_first: bool,
+) -> Select[Any]:
+    """``query`` ordered by creation time then id (newest or oldest first), from the row
+    after the one ``after`` names, and one row over ``limit`` (see ``split``)."""
+    if after is not None:
+        at, last = after
+        beyond = operator.lt if newest_first else operator.gt
+        query = query.where(
+            or_(beyond(created_at, at), and_(created_at == at, beyond(row_id, last)))
+        )
+    order = (created_at.desc(), row_id.desc()) if newest_first else (created_at, row_id)
+    return query.order_by(*order).limit(limit + 1)
+
+
+def split(rows: list[T], limit: int) -> tuple[list[T], bool]:
+    """The page of a ``keyset_page`` query's rows, and whether more follow it."""
+    return rows[:limit], len(rows) > limit

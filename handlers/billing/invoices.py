@@ -60,5 +60,5 @@ class InvoiceHandlers:
         )
         return InvoicePage(
             items=[r.view() for r in rows],
-            next_cursor=cursors.encode(rows[-1].created_at, rows[-1].id) if more and rows else None,
+            next_cursor=cursors.next_cursor(rows, more),
         )

@@ -11,6 +11,7 @@ from sqlalchemy import and_, or_, select, update
 
 from registry.money import to_major
 from specs.billing.models import Invoice, InvoiceStatus
+from storage import cursors
 from storage.database import Database
 from storage.tables import invoices as t
 
@@ -132,15 +133,10 @@ class InvoiceStore:
             query = query.where(t.c.owner_id == owner_id)
         if status is not None:
             query = query.where(t.c.status == status.value)
-        if after is not None:
-            created, invoice_id = after
-            query = query.where(
-                or_(t.c.created_at < created, and_(t.c.created_at == created, t.c.id < invoice_id))
-            )
-        query = query.order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit + 1)
+        query = cursors.keyset_page(query, t.c.created_at, t.c.id, after, limit, newest_first=True)
         async with self.db.connect() as conn:
             rows = [InvoiceRow.of(r) for r in (await conn.execute(query)).mappings().all()]
-        return rows[:limit], len(rows) > limit
+        return cursors.split(rows, limit)
 
     async def start_capture(
         self, tenant_id: str, invoice_id: str, capture_key: str, *, stalled_before: datetime

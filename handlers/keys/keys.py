@@ -82,7 +82,7 @@ class KeyHandlers:
         )
         return KeyPage(
             items=[view(k) for k in keys],
-            next_cursor=cursors.encode(keys[-1].created_at, keys[-1].id) if more and keys else None,
+            next_cursor=cursors.next_cursor(keys, more),
         )
 
     async def list_keys_v1(self, data: ListKeysInput, ctx: Context) -> KeyList:

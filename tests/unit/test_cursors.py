@@ -4,6 +4,7 @@ what they name, and what they refuse."""
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -12,6 +13,12 @@ from registry.errors import OperationError
 from storage import cursors
 
 CREATED = datetime(2026, 11, 24, 21, 0, 0, 123456, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Row:
+    created_at: datetime
+    id: str
 
 
 def cursor_of(text: str) -> str:
@@ -56,3 +63,12 @@ def test_invoice_cursors_read_as_before() -> None:
     issued = base64.urlsafe_b64encode(f"{CREATED.isoformat()}|inv_1".encode()).decode()
     assert cursors.decode(issued) == (CREATED, "inv_1")
     assert cursors.encode(CREATED, "inv_1") == issued
+
+
+def test_a_page_has_a_next_cursor_only_when_more_rows_follow() -> None:
+    rows, more = cursors.split([Row(CREATED, "a"), Row(CREATED, "b"), Row(CREATED, "c")], 2)
+    assert [r.id for r in rows] == ["a", "b"] and more
+    assert cursors.decode(cursors.next_cursor(rows, more) or "") == (CREATED, "b")
+    assert cursors.split(rows, 2) == (rows, False)
+    assert cursors.next_cursor(rows, False) is None
+    assert cursors.next_cursor([], True) is None

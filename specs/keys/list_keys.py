@@ -44,14 +44,12 @@ ListKeysV1 = query(
 )
 
 
-class ListKeysPageInput(WireModel):
-    include_revoked: bool = Field(False, description="Also list revoked keys")
+class ListKeysPageInput(ListKeysInput):
     limit: int = Field(50, ge=1, le=200, description="Page size")
     cursor: str | None = page_cursor()
 
 
-class KeyPage(WireModel):
-    items: list[ApiKeyView] = Field(description="Oldest first")
+class KeyPage(KeyList):
     next_cursor: str | None = Field(None, description="Pass as cursor for the next page")
 
 

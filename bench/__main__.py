@@ -25,8 +25,10 @@ from bench import servers, wrk
 from bench.report import CrossResult, Run, ScenarioResult, cross, fmt, table
 from bench.scenarios import (
     BASELINE,
+    FASTAPI,
     NO_AUDIT,
     NO_POLICY,
+    OURS,
     Scenario,
     Target,
     comparisons,
@@ -149,33 +151,26 @@ class Runner:
         return Run(result, duration, cpu)
 
     def sides(
-        self,
-        scenario: Scenario,
-        result: ScenarioResult,
-        ours: ServerProcess,
-        baselines: Mapping[str, ServerProcess],
+        self, scenario: Scenario, result: ScenarioResult, running: Mapping[str, ServerProcess]
     ) -> list[tuple[ServerProcess, Target, list[Run]]]:
         return [
-            (ours, scenario.ours, result.ours.runs),
-            (baselines[scenario.baseline_server], scenario.baseline, result.baseline.runs),
+            (running[scenario.ours_server], scenario.ours, result.ours.runs),
+            (running[scenario.baseline_server], scenario.baseline, result.baseline.runs),
         ]
 
     def measure(
-        self,
-        plan: list[tuple[Scenario, ScenarioResult]],
-        ours: ServerProcess,
-        baselines: Mapping[str, ServerProcess],
+        self, plan: list[tuple[Scenario, ScenarioResult]], running: Mapping[str, ServerProcess]
     ) -> None:
         """Warm every side up, then alternate measured runs, round by round: in each round
         every scenario's ours, then its baseline."""
         if self.options.warmup:
             for scenario, result in plan:
-                for server, target, _ in self.sides(scenario, result, ours, baselines):
+                for server, target, _ in self.sides(scenario, result, running):
                     progress(f"{scenario.name}: warm-up {server.name} ({self.options.warmup}s)")
                     self.once(server, target, self.options.warmup)
         for n in range(1, self.options.rounds + 1):
             for scenario, result in plan:
-                for server, target, runs in self.sides(scenario, result, ours, baselines):
+                for server, target, runs in self.sides(scenario, result, running):
                     run = self.once(server, target, self.options.duration)
                     runs.append(run)
                     progress(
@@ -196,38 +191,37 @@ def benchmark(options: Options, workdir: Path) -> list[ScenarioResult]:
     )
     env = servers.ours_env(workdir)
     token = servers.prepare_database(env, tenant="bench", user="bench")
-    running: list[ServerProcess] = []
+    running: dict[str, ServerProcess] = {}
     try:
-        ours = servers.start_ours(workdir, env, server_cpu)
-        running.append(ours)
         chosen = [s for s in scenarios(token) if s.name in options.scenarios]
-        # Each baseline server is started only when a chosen scenario measures against it.
+        # Each server is started only when a chosen scenario measures it.
         starters: dict[str, Callable[[], ServerProcess]] = {
+            OURS: lambda: servers.start_ours(workdir, env, server_cpu),
             BASELINE: lambda: servers.start_baseline(workdir, server_cpu),
             NO_POLICY: lambda: servers.start_no_policy(workdir, env, server_cpu),
             NO_AUDIT: lambda: servers.start_no_audit(workdir, env, server_cpu),
+            FASTAPI: lambda: servers.start_fastapi(workdir, server_cpu),
         }
-        baselines: dict[str, ServerProcess] = {}
+        needed = {s.ours_server for s in chosen} | {s.baseline_server for s in chosen}
         for name, start in starters.items():
-            if any(s.baseline_server == name for s in chosen):
-                baselines[name] = start()
-                running.append(baselines[name])
-        progress("; ".join(f"{s.name}: {s.url} (pid {s.pid})" for s in (ours, *baselines.values())))
+            if name in needed:
+                running[name] = start()
+        progress("; ".join(f"{s.name}: {s.url} (pid {s.pid})" for s in running.values()))
         plan: list[tuple[Scenario, ScenarioResult]] = []
         for scenario in chosen:
             result = ScenarioResult(scenario.name, scenario.description, scenario.target)
             for server, target, side in [
-                (ours, scenario.ours, "ours"),
-                (baselines[scenario.baseline_server], scenario.baseline, "baseline"),
+                (running[scenario.ours_server], scenario.ours, "ours"),
+                (running[scenario.baseline_server], scenario.baseline, "baseline"),
             ]:
                 answer = preflight(server.url, target)
                 if scenario.name.startswith("mcp"):
                     result.modes[side] = response_mode(answer)
             plan.append((scenario, result))
-        Runner(options, workdir, client_cpu).measure(plan, ours, baselines)
+        Runner(options, workdir, client_cpu).measure(plan, running)
         return [result for _, result in plan]
     finally:
-        for server in reversed(running):
+        for server in reversed(running.values()):
             server.stop()
         progress(f"load average after: {load_average()}")
 

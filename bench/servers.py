@@ -209,6 +209,12 @@ def start_no_audit(workdir: Path, env: dict[str, str], cpu: int | None) -> Serve
     return _start("no-audit", command, env, workdir / "no-audit.log")
 
 
+def start_fastapi(workdir: Path, cpu: int | None) -> ServerProcess:
+    """The FastAPI reference app (``bench.fastapi_app``) on a free port."""
+    command = pinned([sys.executable, "-m", "bench.fastapi_app"], cpu)
+    return _start("fastapi", command, dict(os.environ), workdir / "fastapi.log")
+
+
 def start_baseline(workdir: Path, cpu: int | None) -> ServerProcess:
     """The baseline app on a free port."""
     command = pinned([sys.executable, "-m", "bench.baseline_app"], cpu)

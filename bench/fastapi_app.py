@@ -5,8 +5,9 @@ alone, reaches about 0.55 of the plain Starlette endpoint, and our full pipeline
 reach 0.70. Measuring FastAPI in the same run tells how this machine compares with the
 one that figure came from. ``/ping`` and ``/capture`` validate the models our contracts
 use, as ``bench.baseline_app``'s endpoints do, and FastAPI answers its own 422 on invalid
-input. No OpenAPI or docs routes; ``/healthz`` tells the benchmark it is up. Served by uvicorn exactly as ``specops serve`` serves
-our app (factory, one worker, log level warning, no access log).
+input. No OpenAPI or docs routes; ``/healthz`` tells the benchmark it is up. Served by
+uvicorn exactly as ``specops serve`` serves our app (factory, one worker, log level
+warning, no access log).
 """
 
 from __future__ import annotations

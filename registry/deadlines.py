@@ -11,6 +11,8 @@ timeouts counted in seconds. The sweeping task ends when no call is registered.
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -20,6 +22,17 @@ from registry.errors import detached
 T = TypeVar("T")
 
 DEFAULT_RESOLUTION = 0.02
+
+#: Forks of this process so far, as its children count them: a child must not trust a
+#: loop its parent was running (``Deadlines._task``).
+_forks = [0]
+
+
+def _count_fork() -> None:
+    _forks[0] += 1
+
+
+os.register_at_fork(after_in_child=_count_fork)
 
 
 @dataclass(slots=True, init=False)
@@ -44,17 +57,44 @@ class Deadlines:
         self.resolution = resolution
         self._calls: dict[int, _Call] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        #: The loop the last call ran on, its thread, and the fork count then.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._fork = -1
+
+    def _task(self) -> asyncio.Task[object] | None:
+        """The current task. ``asyncio.current_task()`` asks for the running loop, which
+        on 3.11 is a ``getpid()`` system call each time; a server's calls all run on one
+        loop, so the last call's loop is asked directly while it is still the running
+        loop of this thread: it runs, in the same thread (a thread runs one loop at a
+        time) of the same process."""
+        loop = self._loop
+        if (
+            loop is not None
+            and self._loop_thread == threading.get_ident()
+            and self._fork == _forks[0]
+            and loop.is_running()
+        ):
+            task = asyncio.current_task(loop)
+            if task is not None:
+                return task
+        task = asyncio.current_task()
+        if task is not None:
+            self._loop = task.get_loop()
+            self._loop_thread = threading.get_ident()
+            self._fork = _forks[0]
+        return task
 
     async def run(self, awaitable: Awaitable[T], seconds: float | None) -> T:
         """Await ``awaitable`` from within a task; ``TimeoutError`` once it has run for
         more than ``seconds`` (None: no deadline)."""
         if seconds is None:
             return await awaitable
-        task = asyncio.current_task()
+        task = self._task()
         if task is None:  # not within a task: nothing to cancel, so the classic way
             async with asyncio.timeout(seconds):
                 return await awaitable
-        loop = task.get_loop()  # (on 3.11 each get_running_loop() is a getpid() call)
+        loop = task.get_loop()
         call = _Call(loop.time() + seconds, task, task.cancelling())
         token = id(call)
         self._calls[token] = call

@@ -83,3 +83,93 @@ async def test_the_sweeper_stops_when_no_call_is_registered() -> None:
     await asyncio.wait_for(sweeper, 1.0)
     assert sweeper.done()
     assert await deadlines.run(asyncio.sleep(0, "again"), 1.0) == "again"
+
+
+def _overrun_in_a_new_loop(deadlines: Deadlines) -> tuple[bool, int]:
+    """In a loop of its own: whether a call overrunning its 0.05 s deadline timed out
+    (within a second), and how many cancellations its task was left with."""
+
+    async def overrun() -> tuple[bool, int]:
+        try:
+            await deadlines.run(asyncio.sleep(10), 0.05)
+        except TimeoutError:
+            task = asyncio.current_task()
+            assert task is not None
+            return True, task.cancelling()
+        return False, 0
+
+    async def main() -> tuple[bool, int]:
+        call = asyncio.create_task(overrun())
+        done, _ = await asyncio.wait({call}, timeout=1.0)
+        if not done:  # the deadline was not enforced on this loop
+            call.cancel()
+            return False, 0
+        return call.result()
+
+    return asyncio.run(main())
+
+
+def test_a_later_loop_gets_its_own_tasks_cancelled() -> None:
+    """The loop of the last call is remembered: a call on another loop, once that one
+    has stopped, must still cancel its own task, not the stopped loop's."""
+    deadlines = Deadlines(resolution=0.01)
+    assert _overrun_in_a_new_loop(deadlines) == (True, 0)
+    assert _overrun_in_a_new_loop(deadlines) == (True, 0)
+
+
+def test_a_call_in_another_thread_never_takes_that_threads_task() -> None:
+    """Thread A's loop is remembered and stays busy inside a task; a call on thread B's
+    own loop must still find (and cancel) B's task, not A's."""
+    import threading
+
+    deadlines = Deadlines(resolution=0.01)
+    remembered = threading.Event()
+    finished = threading.Event()
+    results: list[tuple[bool, int]] = []
+
+    async def busy() -> None:
+        async def quick() -> None:
+            await asyncio.sleep(0)
+
+        await deadlines.run(quick(), 1.0)  # remembers A's loop
+        remembered.set()
+        finished.wait(5)  # blocks inside a task step: A's loop runs, this is its task
+
+    def thread_a() -> None:
+        asyncio.run(busy())
+
+    def thread_b() -> None:
+        remembered.wait(5)
+        try:
+            results.append(_overrun_in_a_new_loop(deadlines))
+        finally:
+            finished.set()
+
+    threads = [threading.Thread(target=thread_a), threading.Thread(target=thread_b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert results == [(True, 0)]
+
+
+async def test_a_forked_child_does_not_take_its_parents_loop_for_its_own() -> None:
+    """A child forked from a running loop inherits that loop's state, running in the
+    same thread id; its own calls must still find their own task."""
+    import os
+
+    deadlines = Deadlines(resolution=0.01)
+
+    async def quick() -> None:
+        await asyncio.sleep(0)
+
+    await deadlines.run(quick(), 1.0)  # remembers this (running) loop
+    pid = os.fork()
+    if pid == 0:  # the child: a loop of its own, in the same thread id
+        code = 1
+        try:
+            code = 0 if _overrun_in_a_new_loop(deadlines) == (True, 0) else 3
+        finally:
+            os._exit(code)
+    _, status = await asyncio.to_thread(os.waitpid, pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -117,7 +117,7 @@ async def export_records(
 ) -> AsyncIterator[dict[str, Any]]:
     """Every matching record after ``after_seq``, in ``seq`` order, read a page at a time."""
     where = conditions(filters)
-    async with db.connect() as conn:
+    async with db.scan() as conn:
         while True:
             query = select(t).where(t.c.seq > after_seq, *where).order_by(t.c.seq).limit(page)
             rows = (await conn.execute(query)).mappings().all()
@@ -136,6 +136,6 @@ async def latest_records(
 ) -> list[dict[str, Any]]:
     """The ``count`` matching records with the highest ``seq``, oldest first."""
     query = select(t).where(*conditions(filters)).order_by(t.c.seq.desc()).limit(count)
-    async with db.connect() as conn:
+    async with db.scan() as conn:
         rows = (await conn.execute(query)).mappings().all()
     return [export_record(row) for row in reversed(rows)]

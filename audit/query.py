@@ -188,7 +188,7 @@ class AuditQuery:
         if before_seq is not None:
             query = query.where(t.c.seq < before_seq)
         query = query.order_by(t.c.seq.desc()).limit(limit + 1)
-        async with self.db.connect() as conn:
+        async with self.db.scan() as conn:
             rows = (await conn.execute(query)).mappings().all()
         events = [StoredEvent.of(row) for row in rows[:limit]]
         return events, len(rows) > limit

@@ -161,7 +161,7 @@ async def verify_chain(db: Database, *, batch: int = 5000) -> ChainReport:
     """Check the whole chain of ``audit_events`` against itself and the chain head."""
     checker = ChainChecker()
     seen: tuple[int, Any] = (0, 0)  # (seq, id) of the last row checked
-    async with db.connect() as conn:
+    async with db.scan() as conn:
         while True:
             rows = await _page(conn, seen[0], batch)
             fresh = [r for r in rows if (r["seq"], r["id"]) > seen]

@@ -12,6 +12,8 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from storage.inline_sqlite import INLINE_PRAGMAS, Checkpoints, inline_creator, on_own_thread
+
 DEFAULT_URL = "sqlite+aiosqlite:///var/specops.db"
 
 
@@ -26,16 +28,31 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    for pragma in (
-        "journal_mode=WAL",
-        "synchronous=NORMAL",
-        "busy_timeout=10000",
-        "foreign_keys=ON",
-    ):
-        cursor.execute(f"PRAGMA {pragma}")
-    cursor.close()
+#: Every SQLite connection's settings.
+SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
+
+
+def _pragmas_setter(*pragmas: str) -> Any:
+    """A ``connect`` listener that sets ``pragmas`` on each new connection."""
+
+    def set_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        for pragma in pragmas:
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    return set_pragmas
+
+
+def sqlite_file(url: str) -> str | None:
+    """The file of a SQLite URL; None for an in-memory or ``file:`` URI database."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    path = parsed.database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return path
 
 
 class Database:
@@ -46,10 +63,17 @@ class Database:
         parsed = make_url(self.url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         kwargs: dict[str, Any] = {"echo": echo}
-        if self.is_sqlite:
-            if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        else:
+        path = sqlite_file(self.url)
+        #: A SQLite file's WAL checkpoints (its connections run statements inline and
+        #: never checkpoint by themselves: ``storage.inline_sqlite``).
+        self.checkpoints: Checkpoints | None = None
+        pragmas: tuple[str, ...] = (*SQLITE_PRAGMAS, "busy_timeout=10000")
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.checkpoints = Checkpoints(path)
+            kwargs["async_creator"] = inline_creator(path, self.checkpoints)
+            pragmas = (*SQLITE_PRAGMAS, *INLINE_PRAGMAS)
+        elif not self.is_sqlite:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         #: SQLite has one writer at a time, and a writer that finds the file locked
@@ -58,11 +82,20 @@ class Database:
         #: therefore queue here first; only other processes still meet the busy handler.
         self.write_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
         if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "connect", _pragmas_setter(*pragmas))
 
     def connect(self) -> AsyncConnection:
         """``async with db.connect() as conn`` for reads."""
         return self.engine.connect()
+
+    @asynccontextmanager
+    async def scan(self) -> AsyncIterator[AsyncConnection]:
+        """``async with db.scan() as conn`` for reads that may take long (the whole audit
+        trail, say): on a SQLite file they run on the connection's thread rather than
+        inline, so that they never hold up the event loop."""
+        with on_own_thread():
+            async with self.engine.connect() as conn:
+                yield conn
 
     def begin(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """``async with db.begin() as conn`` for a transaction that commits on success.
@@ -83,6 +116,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.checkpoints is not None:
+            await self.checkpoints.close()
 
     def safe_url(self) -> str:
         """The URL with any password masked, for logs and messages."""

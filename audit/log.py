@@ -33,7 +33,6 @@ from datetime import UTC, datetime
 from itertools import islice
 
 import structlog
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -41,7 +40,7 @@ from audit.chain import CONTENT_COLUMNS, Content, chained_rows, record_content
 from audit.errors import AuditUnavailable
 from audit.record import AuditRecord
 from audit.sqlite_appender import RecordsRefused, SqliteAppender, sqlite_time, sqlite_time_of
-from storage.database import Database
+from storage.database import Database, sqlite_file
 
 log = structlog.get_logger("specops.audit")
 
@@ -545,12 +544,10 @@ def _contents(items: list[_Item]) -> list[Content]:
 
 
 def _sqlite_appender(db: Database) -> SqliteAppender | None:
-    """The thread-of-its-own writer for a SQLite file; None for other databases (and
-    in-memory SQLite, which only the engine's own connection sees)."""
-    if not db.is_sqlite:
-        return None
-    path = make_url(db.url).database
-    if not path or path == ":memory:" or path.startswith("file:"):
+    """The inline writer for a SQLite file; None for other databases (and in-memory
+    SQLite, which only the engine's own connection sees)."""
+    path = sqlite_file(db.url)
+    if path is None:
         return None
     return SqliteAppender(
         path,
@@ -558,6 +555,7 @@ def _sqlite_appender(db: Database) -> SqliteAppender | None:
         read_head=READ_HEAD,
         update_head=head_update_statement("qmark"),
         probe=PROBE,
+        checkpoints=db.checkpoints,
     )
 
 

@@ -11,8 +11,9 @@ server's records pile up.
 The event loop must never wait for another process, so that connection has no busy
 timeout: when another process holds SQLite's write lock (the CLI, another uvicorn
 worker), the batch is written on a helper thread instead, on a connection that waits
-for the lock up to ``BUSY_TIMEOUT_MS``. The same thread runs the WAL checkpoints, which
-flush to disk; the event loop's connection never checkpoints by itself.
+for the lock up to ``BUSY_TIMEOUT_MS``. The event loop's connection never checkpoints by
+itself: the rows it appends count towards the file's ``Checkpoints``
+(``storage.inline_sqlite``), which runs them on a thread of its own.
 
 The transaction is the one of ``audit.log``: ``BEGIN IMMEDIATE`` (SQLite's write lock,
 so every process writing to the file joins one chain, and the head can be read with a
@@ -28,12 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from audit.chain import Content, chained_rows
-
-#: How long a batch on the helper thread waits for another process' write lock before
-#: the store counts as down.
-BUSY_TIMEOUT_MS = 10_000
-#: Rows appended between two WAL checkpoints (SQLite's own default is about 1000 pages).
-CHECKPOINT_ROWS = 2_000
+from storage.inline_sqlite import BUSY_TIMEOUT_MS, Checkpoints, is_busy
 
 
 def bind_common_values_directly() -> None:
@@ -77,7 +73,16 @@ def sqlite_time_of(iso: str) -> str:
 class SqliteAppender:
     """Appends chained batches to the ``audit_events`` table of one SQLite file."""
 
-    def __init__(self, path: str, *, insert: str, read_head: str, update_head: str, probe: str):
+    def __init__(
+        self,
+        path: str,
+        *,
+        insert: str,
+        read_head: str,
+        update_head: str,
+        probe: str,
+        checkpoints: Checkpoints | None = None,
+    ):
         self.path = path
         self._insert = insert
         self._read_head = read_head
@@ -86,31 +91,25 @@ class SqliteAppender:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-sqlite")
         bind_common_values_directly()
         #: The event loop's connection (never waits for a lock, never checkpoints) and
-        #: the helper thread's (waits for the lock; checkpoints).
+        #: the helper thread's (waits for the lock).
         self._conn: sqlite3.Connection | None = None
         self._thread_conn: sqlite3.Connection | None = None
-        self._since_checkpoint = 0
-        self._checkpoint: asyncio.Future[None] | None = None
+        self._checkpoints = checkpoints
         #: Batches the event loop found locked by another process, written by the thread.
         self.deferred = 0
-        #: WAL checkpoints run so far.
-        self.checkpoints = 0
 
     async def append(self, contents: list[Content]) -> None:
         """Chain and insert ``contents`` in one transaction. Raises ``RecordsRefused``
         when the insert failed, ``HeadMissing``, or the driver's error otherwise."""
-        loop = asyncio.get_running_loop()
         try:
             self._append(self._loop_connection(), contents)
         except _Locked:
             self.deferred += 1
-            await loop.run_in_executor(self._executor, self._append_waiting, contents)
-        self._since_checkpoint += len(contents)
-        if self._since_checkpoint >= CHECKPOINT_ROWS and (
-            self._checkpoint is None or self._checkpoint.done()
-        ):
-            self._since_checkpoint = 0
-            self._checkpoint = loop.run_in_executor(self._executor, self._run_checkpoint)
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._append_waiting, contents
+            )
+        if self._checkpoints is not None:
+            self._checkpoints.note(len(contents))
 
     async def probe(self) -> None:
         """Raise unless both audit tables answer."""
@@ -152,7 +151,7 @@ class SqliteAppender:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if _is_busy(exc):
+            if is_busy(exc):
                 raise _Locked() from exc
             raise
         try:
@@ -187,12 +186,6 @@ class SqliteAppender:
     def _append_waiting(self, contents: list[Content]) -> None:
         self._append(self._connection(), contents)
 
-    def _run_checkpoint(self) -> None:
-        """Copy the WAL back into the database file, without waiting for anyone."""
-        with contextlib.suppress(sqlite3.Error):
-            self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            self.checkpoints += 1
-
     def _run_probe(self) -> None:
         try:
             if self._connection().execute(self._probe).fetchone() is None:
@@ -214,7 +207,3 @@ def _close(conn: sqlite3.Connection | None) -> None:
 
 class _Locked(Exception):
     """Another process holds the write lock (the event loop's connection does not wait)."""
-
-
-def _is_busy(exc: sqlite3.Error) -> bool:
-    return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)

@@ -20,8 +20,9 @@ not hold up the event loop: within ``on_own_thread()`` every statement takes the
 
 WAL checkpoints copy the log back into the database file and flush it to disk: inline,
 that would stall the event loop inside a commit. These connections never checkpoint by
-themselves (``wal_autocheckpoint=0``); ``Checkpoints`` runs one on a thread of its own
-every ``CHECKPOINT_COMMITS`` commits.
+themselves (``wal_autocheckpoint=0``), nor does the audit writer's; the file's
+``Checkpoints`` runs one on a thread of its own every ``CHECKPOINT_WRITES`` writes (a
+commit of these connections, or a row of the audit writer's).
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ import aiosqlite
 
 #: How long a statement on a connection's own thread waits for another process' lock.
 BUSY_TIMEOUT_MS = 10_000
-#: Commits between two WAL checkpoints.
-CHECKPOINT_COMMITS = 500
+#: Writes (commits, audit rows) between two WAL checkpoints.
+CHECKPOINT_WRITES = 1000
 
 #: True within ``on_own_thread()``.
 _own_thread: ContextVar[bool] = ContextVar("sqlite_on_own_thread", default=False)
@@ -61,13 +62,13 @@ def is_busy(exc: sqlite3.Error) -> bool:
 
 
 class Checkpoints:
-    """Runs a passive WAL checkpoint of one file every ``every`` commits, on a thread and
-    a connection of its own."""
+    """Runs a passive WAL checkpoint of one file every ``every`` writes, on a thread and a
+    connection of its own."""
 
-    def __init__(self, path: str, every: int = CHECKPOINT_COMMITS) -> None:
+    def __init__(self, path: str, every: int = CHECKPOINT_WRITES) -> None:
         self.path = path
         self.every = every
-        self.commits = 0
+        self.writes = 0
         #: Checkpoints run so far.
         self.done = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-wal")
@@ -75,14 +76,14 @@ class Checkpoints:
         self._running: asyncio.Future[None] | None = None
         self._closed = False
 
-    def note_commit(self) -> None:
-        """Count a commit; start a checkpoint when ``every`` have gone by (and none runs)."""
-        self.commits += 1
-        if self.commits < self.every or self._closed:
+    def note(self, writes: int = 1) -> None:
+        """Count ``writes``; start a checkpoint when ``every`` have gone by (and none runs)."""
+        self.writes += writes
+        if self.writes < self.every or self._closed:
             return
         if self._running is not None and not self._running.done():
             return
-        self.commits = 0
+        self.writes = 0
         self._running = asyncio.get_running_loop().run_in_executor(self._executor, self._run)
 
     def _run(self) -> None:
@@ -144,7 +145,7 @@ class InlineConnection(aiosqlite.Connection):
     async def commit(self) -> None:
         await super().commit()
         if self._checkpoints is not None:
-            self._checkpoints.note_commit()
+            self._checkpoints.note()
 
 
 def _waiting_for_locks(

@@ -441,15 +441,15 @@ async def test_on_sqlite_the_wal_is_checkpointed_off_the_event_loop(
 ) -> None:
     if not database.is_sqlite:
         pytest.skip("SQLite's write-ahead log")
-    monkeypatch.setattr("audit.sqlite_appender.CHECKPOINT_ROWS", 10)
+    checkpoints = database.checkpoints
+    assert checkpoints is not None
+    monkeypatch.setattr(checkpoints, "every", 10)
     audit = AuditLog(database, max_batch=5)
-    appender = audit._sqlite
-    assert appender is not None
     try:
         await asyncio.gather(*(audit.write(record(), durable=True) for _ in range(30)))
 
         async def checkpointed() -> bool:
-            return appender.checkpoints >= 1
+            return bool(checkpoints.done >= 1)
 
         await eventually(checkpointed, within=5)
     finally:

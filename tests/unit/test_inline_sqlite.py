@@ -118,7 +118,7 @@ async def test_a_lock_held_beyond_the_busy_timeout_refuses_the_write(
         assert (await conn.execute(text("SELECT x FROM t"))).scalars().all() == [4]
 
 
-async def test_connections_leave_checkpoints_to_a_thread_every_so_many_commits(
+async def test_connections_leave_checkpoints_to_a_thread_every_so_many_writes(
     tmp_path: Path,
 ) -> None:
     database = Database(f"sqlite:///{tmp_path / 'wal.db'}")

@@ -3,9 +3,11 @@
 Records queue up and a single writer task inserts them in batches, one transaction per
 batch. ``write(..., durable=True)`` returns only after the batch holding the record has
 committed, so a command's response is never sent before its record is stored; concurrent
-commands share one commit. Records nobody waits for (queries, refusals) are gathered for
-up to ``flush_seconds`` first, so that a busy server commits a few times a second rather
-than once per request.
+calls share one commit. ``write(..., wait=True)`` (the pipeline's queries and refusals)
+waits for that commit too while the store takes records, but never fails its caller:
+when the store fails meanwhile, or the record is not stored within the durable timeout,
+the caller goes on and the record stays queued. Records nobody waits for are gathered for
+up to ``flush_seconds`` first, so that they cost a few commits a second.
 
 Each batch joins the hash chain (``audit.chain``). Its transaction first locks the one row
 of ``audit_chain_head`` (an UPDATE: the row lock on PostgreSQL, the write lock on SQLite),
@@ -106,15 +108,21 @@ class _Rejected(Exception):
 class _Item:
     """A queued record, its content once computed, and who waits for it."""
 
-    __slots__ = ("content", "deadline", "done", "record", "resolved")
+    __slots__ = ("content", "deadline", "done", "optional", "record", "resolved")
 
     def __init__(
-        self, record: AuditRecord, done: asyncio.Future[None] | None, deadline: float = 0.0
+        self,
+        record: AuditRecord,
+        done: asyncio.Future[None] | None,
+        deadline: float = 0.0,
+        optional: bool = False,
     ) -> None:
         self.record = record
         self.done = done
         #: When a durable write stops waiting (``time.monotonic()``).
         self.deadline = deadline
+        #: Its waiter goes on when the store fails (``write(..., wait=True)``).
+        self.optional = optional
         self.content: Content | None = None
         self.resolved = False
 
@@ -164,31 +172,37 @@ class AuditLog:
 
     # -- the sink ------------------------------------------------------------------------
 
-    async def write(self, record: AuditRecord, *, durable: bool) -> None:
+    async def write(self, record: AuditRecord, *, durable: bool, wait: bool = False) -> None:
         """Log the record's line, queue its row; with ``durable``, wait until it commits.
 
         Raises ``AuditUnavailable`` when a durable record is not stored within
         ``durable_timeout_seconds`` (it stays queued), and the database's error when the
-        database refused the record itself."""
+        database refused the record itself. With ``wait`` (and not ``durable``), waits
+        for the commit while the store takes records, and never raises."""
         self._log_line(record)
         if len(self._pending) >= self.max_queued:
             self._drop(record)
             if durable:
                 raise AuditUnavailable("the audit queue is full")
             return
-        if not durable:
+        optional = not durable
+        if optional and (not wait or self._failing_since is not None):
             self._pending.append(_Item(record, None))
             self._start_writer()
             return
         done = asyncio.get_running_loop().create_future()
         deadline = time.monotonic() + self.durable_timeout_seconds
-        self._pending.append(_Item(record, done, deadline))
+        self._pending.append(_Item(record, done, deadline, optional))
         self._durable_pending += 1
         self._start_writer()
         self._urgent.set()
         if self._watchdog is None or self._watchdog.done():
             self._watchdog = asyncio.create_task(self._expire_overdue(), name="audit-deadlines")
-        await done
+        if not optional:
+            await done
+            return
+        with contextlib.suppress(Exception):  # the writer logged why; the record is queued
+            await done
 
     def _start_writer(self) -> None:
         if self._writer is None or self._writer.done():
@@ -309,6 +323,7 @@ class AuditLog:
                     backoff = MIN_BACKOFF_SECONDS
                     continue
                 self._note_failure(failure)
+                self._release_optional_waiters()
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await conn.close()
@@ -502,6 +517,17 @@ class AuditLog:
         item.resolved = True
         if item.done is not None and not item.done.done():
             item.done.set_exception(exc)
+
+    def _release_optional_waiters(self) -> None:
+        """The store failed: callers that need not wait for a failing store go on; their
+        records stay queued, as records nobody waits for."""
+        for item in self._pending:
+            done = item.done
+            if item.optional and done is not None and not item.resolved:
+                if not done.done():
+                    done.set_result(None)
+                item.done = None
+                self._durable_pending -= 1
 
     def _release_resolved(self) -> None:
         pending = self._pending

@@ -19,7 +19,7 @@ from specops.app import Server
 class NoAudit:
     """An ``AuditSink`` that keeps nothing and is always available."""
 
-    async def write(self, record: AuditRecord, *, durable: bool) -> None:
+    async def write(self, record: AuditRecord, *, durable: bool, wait: bool = False) -> None:
         return None
 
     async def available(self) -> bool:

@@ -655,8 +655,9 @@ class Pipeline:
             input=seen.text() if seen is not None else None,
         )
         # A command that reached its handler may have changed state: its record is
-        # committed before the response. Refusals and replays changed nothing; their
-        # records follow in the next group commit.
+        # committed before the response, or the response says it was not. Queries,
+        # refusals and replays changed nothing: their responses wait for the same group
+        # commit while the store works, but are sent when it fails (``wait``).
         durable = (
             contract is not None
             and contract.kind == "command"
@@ -664,7 +665,7 @@ class Pipeline:
             and not call.replayed
         )
         try:
-            await self.audit.write(record, durable=durable)
+            await self.audit.write(record, durable=durable, wait=True)
         except AuditUnavailable:
             log.warning("audit_record_pending", request_id=inv.request_id, durable=durable)
             return "pending" if durable else None

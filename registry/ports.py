@@ -71,9 +71,11 @@ class IdempotencyStore(Protocol):
 class AuditSink(Protocol):
     """Writes audit records. ``durable=True`` returns only once the record is stored and
     raises ``AuditUnavailable`` when it could not be stored in time (the record stays
-    queued and is written once the store is back)."""
+    queued and is written once the store is back). ``wait=True`` (a record that is not
+    durable) returns once it is stored too, while the store takes records, and never
+    raises: when the store fails, the caller goes on and the record stays queued."""
 
-    async def write(self, record: AuditRecord, *, durable: bool) -> None: ...
+    async def write(self, record: AuditRecord, *, durable: bool, wait: bool = False) -> None: ...
 
     async def available(self) -> bool:
         """Whether records can be stored now: True while writes succeed; after a failure,

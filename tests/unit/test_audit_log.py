@@ -302,6 +302,48 @@ async def test_records_wait_out_an_outage_and_are_stored_once(database) -> None:
     assert (await verify_chain(database)).ok
 
 
+
+async def test_a_waiting_write_returns_once_its_record_is_stored(audit, database) -> None:
+    rec = record(outcome="FORBIDDEN", status=403, decision="deny")
+    assert await audit.write(rec, durable=False, wait=True) is None
+    assert [r["outcome"] for r in await stored(database, rec.request_id)] == ["FORBIDDEN"]
+
+
+async def test_a_waiting_write_of_a_refused_record_does_not_fail_its_caller(
+    audit, database
+) -> None:
+    with capture_logs() as logs:
+        await audit.write(record(operation_key=None), durable=False, wait=True)  # NOT NULL
+    assert [e["event"] for e in logs].count("audit_record_rejected") == 1
+    ok = record()
+    await audit.write(ok, durable=False, wait=True)
+    assert len(await stored(database, ok.request_id)) == 1
+
+
+async def test_a_waiting_write_goes_on_when_the_store_fails_and_its_record_is_kept(
+    database,
+) -> None:
+    audit = AuditLog(database, durable_timeout_seconds=10)
+    try:
+        await audit.write(record(request_id="before"), durable=True)
+        await rename_events_table(database, "audit_events", "audit_events_away")
+        with capture_logs():
+            started = time.monotonic()
+            await audit.write(record(request_id="during"), durable=False, wait=True)
+            assert time.monotonic() - started < 3  # the failed attempt, not the timeout
+            started = time.monotonic()
+            await audit.write(record(request_id="known-down"), durable=False, wait=True)
+            assert time.monotonic() - started < 0.5  # a store known down is not waited for
+            assert await audit.available() is False
+        await rename_events_table(database, "audit_events_away", "audit_events")
+        assert await wait_available(audit)
+        await audit.write(record(request_id="after"), durable=True)
+    finally:
+        await audit.close()
+    rows = await stored(database)
+    assert [r["request_id"] for r in rows] == ["before", "during", "known-down", "after"]
+    assert (await verify_chain(database)).ok
+
 async def test_an_unreachable_database_queues_records_and_close_counts_the_lost() -> None:
     db = Database(f"postgresql://specops@127.0.0.1:{free_port()}/nowhere")
     audit = AuditLog(db, durable_timeout_seconds=0.3, close_seconds=0.3)

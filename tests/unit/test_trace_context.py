@@ -188,7 +188,7 @@ class Sink:
         self.durable: list[bool] = []
         self.events: list[str] = []
 
-    async def write(self, record: AuditRecord, *, durable: bool) -> None:
+    async def write(self, record: AuditRecord, *, durable: bool, wait: bool = False) -> None:
         self.events.append("audit")
         self.records.append(record)
         self.durable.append(durable)

@@ -189,6 +189,7 @@ class Pipeline:
         rate_limiter: RateLimiter,
         idempotency_wait_seconds: float = 10.0,
         audit_queries_when_unavailable: QueriesWhenUnavailable = "refuse",
+        audit_wait_for_every_record: bool = True,
     ) -> None:
         self.registry = registry
         self.identity = identity
@@ -198,6 +199,8 @@ class Pipeline:
         self.rate_limiter = rate_limiter
         self.idempotency_wait_seconds = idempotency_wait_seconds
         self.audit_queries_when_unavailable = audit_queries_when_unavailable
+        #: Records that need not be durable are still waited for (``AuditSink.write``).
+        self.audit_wait_for_every_record = audit_wait_for_every_record
         self.deadlines = Deadlines()
 
     async def invoke(self, invocation: Invocation) -> Outcome:
@@ -656,8 +659,8 @@ class Pipeline:
         )
         # A command that reached its handler may have changed state: its record is
         # committed before the response, or the response says it was not. Queries,
-        # refusals and replays changed nothing: their responses wait for the same group
-        # commit while the store works, but are sent when it fails (``wait``).
+        # refusals and replays changed nothing: by default their responses wait for the
+        # same group commit while the store works, but are sent when it fails (``wait``).
         durable = (
             contract is not None
             and contract.kind == "command"
@@ -665,7 +668,7 @@ class Pipeline:
             and not call.replayed
         )
         try:
-            await self.audit.write(record, durable=durable, wait=True)
+            await self.audit.write(record, durable=durable, wait=self.audit_wait_for_every_record)
         except AuditUnavailable:
             log.warning("audit_record_pending", request_id=inv.request_id, durable=durable)
             return "pending" if durable else None

@@ -67,6 +67,7 @@ class Server:
             rate_limiter=LimitsRateLimiter(settings.rate_limit_storage),
             idempotency_wait_seconds=settings.idempotency_wait_seconds,
             audit_queries_when_unavailable=settings.audit_queries_when_unavailable,
+            audit_wait_for_every_record=settings.audit_wait_for_every_record,
         )
         return cls(settings, db, registry, api_keys, identity, authorizer, audit, pipeline)
 

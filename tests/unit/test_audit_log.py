@@ -302,7 +302,6 @@ async def test_records_wait_out_an_outage_and_are_stored_once(database) -> None:
     assert (await verify_chain(database)).ok
 
 
-
 async def test_a_waiting_write_returns_once_its_record_is_stored(audit, database) -> None:
     rec = record(outcome="FORBIDDEN", status=403, decision="deny")
     assert await audit.write(rec, durable=False, wait=True) is None
@@ -343,6 +342,7 @@ async def test_a_waiting_write_goes_on_when_the_store_fails_and_its_record_is_ke
     rows = await stored(database)
     assert [r["request_id"] for r in rows] == ["before", "during", "known-down", "after"]
     assert (await verify_chain(database)).ok
+
 
 async def test_an_unreachable_database_queues_records_and_close_counts_the_lost() -> None:
     db = Database(f"postgresql://specops@127.0.0.1:{free_port()}/nowhere")

@@ -186,12 +186,14 @@ class Sink:
         self.fail_durable = fail_durable
         self.records: list[AuditRecord] = []
         self.durable: list[bool] = []
+        self.waits: list[bool] = []
         self.events: list[str] = []
 
     async def write(self, record: AuditRecord, *, durable: bool, wait: bool = False) -> None:
         self.events.append("audit")
         self.records.append(record)
         self.durable.append(durable)
+        self.waits.append(wait)
         if durable and self.fail_durable:
             raise AuditUnavailable("the audit store did not commit in time")
 
@@ -218,6 +220,7 @@ def make_pipeline(
     *ops: tuple[Contract, Any],
     idempotency: MemoryIdempotency | None = None,
     queries_when_unavailable: Literal["refuse", "log-only"] = "refuse",
+    wait_for_every_record: bool = True,
 ) -> Pipeline:
     """A pipeline offering ``test.echo`` (query), ``test.shout`` (command) and ``ops``."""
     registry = Registry()
@@ -233,7 +236,19 @@ def make_pipeline(
         audit=sink,
         rate_limiter=NoLimit(),
         audit_queries_when_unavailable=queries_when_unavailable,
+        audit_wait_for_every_record=wait_for_every_record,
     )
+
+
+@pytest.mark.parametrize("wait", [True, False])
+async def test_every_record_is_waited_for_unless_configured_not_to(wait: bool) -> None:
+    sink = Sink()
+    pipeline = make_pipeline(sink, wait_for_every_record=wait)
+    await pipeline.invoke(Invocation(key="test.echo", input={"text": "a"}, transport="rest"))
+    await pipeline.invoke(Invocation(key="test.shout", input={"text": "b"}, transport="rest"))
+    await pipeline.invoke(Invocation(key="test.echo", input={"text": 1}, transport="rest"))
+    assert sink.durable == [False, True, False]  # the query, the command, a refusal
+    assert sink.waits == [wait, wait, wait]
 
 
 async def test_the_callers_trace_id_is_recorded() -> None:

@@ -42,7 +42,7 @@ from audit.chain import CONTENT_COLUMNS, Content, chained_rows, record_content
 from audit.errors import AuditUnavailable
 from audit.record import AuditRecord
 from audit.sqlite_appender import RecordsRefused, SqliteAppender, sqlite_time, sqlite_time_of
-from storage.database import Database, sqlite_file
+from storage.database import Database
 
 log = structlog.get_logger("specops.audit")
 
@@ -572,11 +572,10 @@ def _contents(items: list[_Item]) -> list[Content]:
 def _sqlite_appender(db: Database) -> SqliteAppender | None:
     """The inline writer for a SQLite file; None for other databases (and in-memory
     SQLite, which only the engine's own connection sees)."""
-    path = sqlite_file(db.url)
-    if path is None:
+    if db.sqlite_path is None:
         return None
     return SqliteAppender(
-        path,
+        db.sqlite_path,
         insert=insert_statement("qmark"),
         read_head=READ_HEAD,
         update_head=head_update_statement("qmark"),

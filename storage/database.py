@@ -9,10 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from storage.inline_sqlite import INLINE_PRAGMAS, Checkpoints, inline_creator, on_own_thread
+from storage.inline_sqlite import (
+    BUSY_TIMEOUT_MS,
+    INLINE_PRAGMAS,
+    Checkpoints,
+    inline_creator,
+    on_own_thread,
+)
 
 DEFAULT_URL = "sqlite+aiosqlite:///var/specops.db"
 
@@ -44,7 +50,7 @@ def _pragmas_setter(*pragmas: str) -> Any:
     return set_pragmas
 
 
-def sqlite_file(url: str) -> str | None:
+def sqlite_file(url: str | URL) -> str | None:
     """The file of a SQLite URL; None for an in-memory or ``file:`` URI database."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -63,11 +69,12 @@ class Database:
         parsed = make_url(self.url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         kwargs: dict[str, Any] = {"echo": echo}
-        path = sqlite_file(self.url)
+        #: The SQLite file, if the database is one (not in memory).
+        self.sqlite_path = path = sqlite_file(parsed)
         #: A SQLite file's WAL checkpoints (its connections run statements inline and
         #: never checkpoint by themselves: ``storage.inline_sqlite``).
         self.checkpoints: Checkpoints | None = None
-        pragmas: tuple[str, ...] = (*SQLITE_PRAGMAS, "busy_timeout=10000")
+        pragmas: tuple[str, ...] = (*SQLITE_PRAGMAS, f"busy_timeout={BUSY_TIMEOUT_MS}")
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.checkpoints = Checkpoints(path)

@@ -75,11 +75,12 @@ class Settings(BaseSettings):
         description="When the audit store is unavailable, commands are always refused; "
         "queries are refused too (refuse) or run with the structlog line only (log-only)",
     )
-    audit_wait_for_every_record: bool = Field(
-        True,
+    audit_wait_for_every_record: bool | None = Field(
+        None,
         description="Queries and refusals answer once their audit record is committed "
         "(with the commands' group commit), while the store works; false: at once, their "
-        "records gathered for a later commit (lower latency when idle, no such guarantee)",
+        "records gathered for a later commit (lower latency when idle, no such guarantee); "
+        "unset: true on SQLite, false on PostgreSQL (whose commit waits for a WAL flush)",
     )
     audit_durable_timeout_seconds: float = Field(
         5.0, gt=0, description="How long a command waits for its audit record to commit"

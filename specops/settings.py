@@ -98,6 +98,7 @@ class Settings(BaseSettings):
         "jwt_issuer",
         "jwt_audience",
         "audit_platform_tenant",
+        "audit_wait_for_every_record",
         mode="before",
     )
     @classmethod

@@ -25,6 +25,8 @@ def sqlite_url(tmp_path: Path) -> str:
         ("postgresql", None, False),
         ("sqlite", "false", False),
         ("postgresql", "true", True),
+        ("sqlite", "", True),  # set but empty: unset, as with the other optional settings
+        ("postgresql", "", False),
     ],
 )
 async def test_queries_wait_for_their_record_by_default_on_sqlite_only(

@@ -3,11 +3,12 @@
 Records queue up and a single writer task inserts them in batches, one transaction per
 batch. ``write(..., durable=True)`` returns only after the batch holding the record has
 committed, so a command's response is never sent before its record is stored; concurrent
-calls share one commit. ``write(..., wait=True)`` (the pipeline's queries and refusals)
-waits for that commit too while the store takes records, but never fails its caller:
-when the store fails meanwhile, or the record is not stored within the durable timeout,
-the caller goes on and the record stays queued. Records nobody waits for are gathered for
-up to ``flush_seconds`` first, so that they cost a few commits a second.
+calls share one commit. ``write(..., wait=True)`` (the pipeline's queries and refusals,
+where it is set to wait for every record) waits for that commit too while the store takes
+records, but never fails its caller: when the store fails meanwhile, or the record is not
+stored within the durable timeout, the caller goes on and the record stays queued.
+Records nobody waits for are gathered for up to ``flush_seconds`` first, so that they
+cost a few commits a second.
 
 Each batch joins the hash chain (``audit.chain``). Its transaction first locks the one row
 of ``audit_chain_head`` (an UPDATE: the row lock on PostgreSQL, the write lock on SQLite),

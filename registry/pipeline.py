@@ -659,8 +659,9 @@ class Pipeline:
         )
         # A command that reached its handler may have changed state: its record is
         # committed before the response, or the response says it was not. Queries,
-        # refusals and replays changed nothing: by default their responses wait for the
-        # same group commit while the store works, but are sent when it fails (``wait``).
+        # refusals and replays changed nothing: with ``audit_wait_for_every_record`` their
+        # responses wait for the same group commit while the store works, but are sent
+        # when it fails (``wait``); without, at once.
         durable = (
             contract is not None
             and contract.kind == "command"

@@ -9,6 +9,7 @@ reach a handler that storage would then reject.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -26,6 +27,28 @@ Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
 ]
 Text = Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)]
+
+
+def as_utc(value: datetime) -> datetime:
+    """An aware time in UTC; a time without offset is taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first UTC time Python has
+        ahead = (value.utcoffset() or timedelta(0)) > timedelta(0)
+        return (datetime.min if ahead else datetime.max).replace(tzinfo=UTC)
+
+
+#: Every time a contract answers: always in UTC with its offset on the wire
+#: (``2026-12-07T21:00:00Z``), whatever the database handed back.
+Timestamp = Annotated[datetime, AfterValidator(as_utc)]
+#: A time a caller sends: one without an offset is read as UTC.
+UtcDateTime = Annotated[
+    datetime,
+    AfterValidator(as_utc),
+    Field(description="A date-time; without an offset it is read as UTC"),
+]
 
 
 def page_cursor() -> Any:

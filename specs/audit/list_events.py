@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from registry.contract import query
-from registry.fields import page_cursor
+from registry.fields import UtcDateTime, page_cursor
 from registry.model import WireModel
 from specs.audit.models import (
     AuditEvent,
@@ -13,7 +13,6 @@ from specs.audit.models import (
     OperationKey,
     OutcomeCode,
     TraceId,
-    UtcDateTime,
 )
 
 

@@ -3,11 +3,11 @@ input as a JSON object, and the hash chain fields that let a reader check the ch
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
+from registry.fields import Timestamp
 from registry.model import WireModel
 
 #: The largest chain position (a signed 64-bit column).
@@ -19,22 +19,6 @@ Seq = Annotated[
 ]
 
 
-def _as_utc(value: datetime) -> datetime:
-    """An aware time in UTC; a time without offset is taken to be UTC already."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first UTC time Python has
-        ahead = (value.utcoffset() or timedelta(0)) > timedelta(0)
-        return (datetime.min if ahead else datetime.max).replace(tzinfo=UTC)
-
-
-UtcDateTime = Annotated[
-    datetime,
-    AfterValidator(_as_utc),
-    Field(description="A date-time; without an offset it is read as UTC"),
-]
 FilterText = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00]+$")]
 OutcomeCode = Annotated[
     str,
@@ -60,7 +44,7 @@ class AuditEvent(WireModel):
 
     seq: int = Field(description="Position in the audit chain: gapless, from 1")
     id: int = Field(description="The row's id (seq, not id, orders the chain)")
-    at: datetime = Field(description="When the invocation finished (UTC)")
+    at: Timestamp = Field(description="When the invocation finished (UTC)")
     request_id: str
     trace_id: str | None = None
     transport: str = Field(description="rest, graphql, mcp, cli, webhook or workflow")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from registry.fields import Currency, PositiveAmount
+from registry.fields import Currency, PositiveAmount, Timestamp
 from registry.model import WireModel
 from registry.money import exponent, to_minor
 
@@ -31,8 +30,8 @@ class Invoice(WireModel):
     status: InvoiceStatus
     description: str | None = None
     transaction_id: str | None = Field(None, description="Payment id once paid")
-    paid_at: datetime | None = None
-    created_at: datetime
+    paid_at: Timestamp | None = None
+    created_at: Timestamp
 
 
 class PricedInput(WireModel):

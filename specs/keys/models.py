@@ -3,12 +3,12 @@ once, in the answer to keys.createKey."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
+from registry.fields import Timestamp
 from registry.model import WireModel
 
 KEY_ID_PATTERN = r"^[a-z0-9]{12}$"
@@ -52,5 +52,5 @@ class ApiKeyView(WireModel):
         None, description="The only operations the key may call; null: any its roles allow"
     )
     description: str | None = None
-    created_at: datetime
-    revoked_at: datetime | None = None
+    created_at: Timestamp
+    revoked_at: Timestamp | None = None

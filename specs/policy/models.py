@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Self
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 from pydantic_core import PydanticCustomError
 
+from registry.fields import Timestamp
 from registry.model import WireModel
 
 #: A role, resource or action name; ``*`` matches any rest (``invoice*``, ``*``).
@@ -101,5 +101,5 @@ class PolicyRule(WireModel):
     action: str | None = None
     effect: Effect | None = None
     inherits: str | None = None
-    created_at: datetime | None = None
+    created_at: Timestamp | None = None
     created_by: str | None = None

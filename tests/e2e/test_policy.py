@@ -164,6 +164,7 @@ async def test_lines_land_in_the_callers_tenant(pair: Pair) -> None:
     granted = await call(pair, 1, admin_b, GRANT, AUDITOR_READS)
     assert granted.status_code == 200, granted.text
     assert granted.json()["rule"]["tenant"] == tenant_b
+    assert granted.json()["rule"]["createdAt"].endswith("Z"), granted.text  # RFC 3339
 
     await asyncio.sleep(0.6)  # past the refresh interval of both servers
     for server in (1, 2):
@@ -176,6 +177,7 @@ async def test_lines_land_in_the_callers_tenant(pair: Pair) -> None:
     assert "p, user, *, invoice, read, allow" in lines_a
     listed_b = await call(pair, 2, admin_b, LIST_RULES, {"role": "auditor"})
     items = listed_b.json()["items"]
+    assert all(i["createdAt"] is None or i["createdAt"].endswith("Z") for i in items), items
     assert [i["line"] for i in items if i["scope"] == "tenant"] == [
         f"p, auditor, {tenant_b}, invoice, read, allow"
     ]

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, get_type_hints
 
 import semver
 
 from policy.actor import Actor
 from registry.context import Context
-from registry.contract import Contract, ContractError
+from registry.contract import Contract, ContractError, RateLimit
 from registry.errors import ErrorSpec
 from registry.invocation import OperationRef
 from registry.model import WireModel
@@ -130,6 +130,17 @@ class Registry:
             return versions.get(semver.Version.parse(version.removeprefix("v")))
         except ValueError:
             return None
+
+    def override_rate_limit(self, key: str, limit: RateLimit | None) -> None:
+        """Count every version of ``key`` against ``limit`` instead of the rate limit its
+        contract declares (None: no limit); an operator's setting, applied at start-up."""
+        versions = self._versions.get(key)
+        if versions is None:
+            raise ContractError(f"a rate limit is set for {key!r}, which is not installed")
+        for version, op in versions.items():
+            policy = replace(op.contract.policy, rate_limit=limit)
+            versions[version] = Operation(replace(op.contract, policy=policy), op.handler)
+        self._latest[key] = self._pick_latest(versions)
 
     def resource(self, name: str) -> ResourceType:
         return self._resources[name]

@@ -117,6 +117,11 @@ def ops_show(key: str, version: str | None) -> None:
         "policy": {
             "auth": c.policy.auth,
             "rules": [[r.resource, r.action, r.condition] for r in c.policy.rules],
+            "rateLimit": (
+                {"rpm": c.policy.rate_limit.rpm, "per": c.policy.rate_limit.per}
+                if c.policy.rate_limit
+                else None
+            ),
         },
         "errors": [
             {"code": e.code, "status": e.status, "description": e.title, "retryable": e.retryable}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from audit.query import AuditQuery
 from handlers.audit.events import AuditEventHandlers
@@ -17,6 +17,7 @@ from handlers.system.ping import ping
 from policy.api_keys import ApiKeyIdentity, ApiKeyStore
 from policy.enforcer import CasbinAuthorizer
 from policy.store import PolicyStore
+from registry.contract import RateLimit
 from registry.registry import Registry, install_op, install_resource
 from specops.settings import Settings
 from specs import audit, billing, keys, policy, system
@@ -73,9 +74,22 @@ def build_registry(
     for installer in settings.extra_operations.split(","):
         if installer.strip():
             load_installer(installer.strip())(registry, db, settings)
+    override_rate_limits(registry, settings.rate_limits)
 
     registry.check()
     return registry
+
+
+def override_rate_limits(registry: Registry, overrides: Mapping[str, int | None]) -> None:
+    """SPECOPS_RATE_LIMITS: each key's calls a minute, counted per what its contract
+    declares (per actor when it declares no limit); None lifts the limit."""
+    for key, rpm in overrides.items():
+        op = registry.resolve(key)
+        if op is None:
+            raise ValueError(f"SPECOPS_RATE_LIMITS names {key!r}, which is not installed")
+        declared = op.contract.policy.rate_limit
+        per = declared.per if declared is not None else "actor"
+        registry.override_rate_limit(key, None if rpm is None else RateLimit(rpm, per))
 
 
 def load_installer(path: str) -> Callable[[Registry, Database, Settings], None]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     jwt_leeway_seconds: float = Field(30.0, ge=0, le=300, description="Clock skew for exp/nbf")
     rate_limit_storage: str = Field(
         "async+memory://", description="A `limits` async storage URI, e.g. async+redis://..."
+    )
+    rate_limits: dict[str, Annotated[int, Field(ge=1)] | None] = Field(
+        default_factory=dict,
+        description="Calls a minute per operation key, replacing what its contract declares "
+        '(JSON, e.g. {"billing.capturePayment": 120}; null: no limit)',
     )
     extra_operations: str = Field(
         "",

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from registry.contract import command
+from registry.contract import RateLimit, command
 from registry.fields import NonEmptyString, Sensitive
 from registry.model import WireModel
 from specs.billing.errors import (
@@ -56,4 +56,5 @@ CapturePayment = command(
     ],
     auth="user",
     rules=[("invoice", "pay", "owner")],
+    rate_limit=RateLimit(rpm=30),  # per actor; SPECOPS_RATE_LIMITS overrides
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from registry.contract import command
+from registry.contract import RateLimit, command
 from registry.model import WireModel
 from specs.keys.models import ActorId, ApiKeyView, KeyKind, OperationKey, RoleName
 
@@ -44,4 +44,5 @@ CreateKey = command(
     output=CreatedKey,
     auth="admin",
     rules=[("api_key", "create")],
+    rate_limit=RateLimit(rpm=30),  # per actor; SPECOPS_RATE_LIMITS overrides
 )

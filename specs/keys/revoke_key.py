@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from registry.contract import command
+from registry.contract import RateLimit, command
 from registry.model import WireModel
 from specs.keys.errors import KEY_NOT_FOUND
 from specs.keys.models import ApiKeyView, KeyId
@@ -29,4 +29,5 @@ RevokeKey = command(
     errors=[KEY_NOT_FOUND],
     auth="admin",
     rules=[("api_key", "revoke")],
+    rate_limit=RateLimit(rpm=60),  # per actor; SPECOPS_RATE_LIMITS overrides
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from registry.contract import command
+from registry.contract import RateLimit, command
 from registry.model import WireModel
 from specs.policy.models import PolicyRule, PolicyRuleInput
 
@@ -32,4 +32,5 @@ Grant = command(
     output=GrantOutput,
     auth="admin",
     rules=[("policy", "grant")],
+    rate_limit=RateLimit(rpm=60),  # per actor; SPECOPS_RATE_LIMITS overrides
 )

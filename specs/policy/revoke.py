@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from registry.contract import command
+from registry.contract import RateLimit, command
 from registry.model import WireModel
 from specs.policy.errors import POLICY_RULE_NOT_FOUND
 from specs.policy.models import PolicyRule, PolicyRuleInput
@@ -31,4 +31,5 @@ Revoke = command(
     errors=[POLICY_RULE_NOT_FOUND],
     auth="admin",
     rules=[("policy", "revoke")],
+    rate_limit=RateLimit(rpm=60),  # per actor; SPECOPS_RATE_LIMITS overrides
 )

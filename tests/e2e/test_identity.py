@@ -434,3 +434,26 @@ async def test_a_non_admin_is_forbidden(
         assert_problem(r, 403, "FORBIDDEN", request_id=request_id)
         [row] = await stack.audit(request_id)
         assert (row["decision"], row["outcome"]) == ("deny", "FORBIDDEN")
+
+
+async def test_creating_keys_is_rate_limited_per_admin_by_default(identity_stack: Stack) -> None:
+    """keys.createKey allows 30 calls a minute per actor (the contract's default): the
+    31st answers 429 with Retry-After and is audited; another admin is not held back."""
+    stack = identity_stack
+    tenant = new_tenant()
+    admin = await stack.key(tenant, "root", ("admin",))
+    other = await stack.key(tenant, "ops", ("admin",))
+    body = {"actorId": "bob", "roles": ["user"]}
+    for n in range(30):
+        made = await rest(stack, admin, CREATE_KEY, body)
+        assert made.status_code == 200, (n, made.text)
+        stack.issued.append(made.json()["token"])
+    limited_id = rid("limited")
+    limited = await rest(stack, admin, CREATE_KEY, body, headers={"X-Request-Id": limited_id})
+    assert_problem(limited, 429, "RATE_LIMITED")
+    assert int(limited.headers["Retry-After"]) >= 1
+    (row,) = await stack.audit(limited_id)
+    assert row["outcome"] == "RATE_LIMITED"
+    fresh = await rest(stack, other, CREATE_KEY, body)
+    assert fresh.status_code == 200, fresh.text
+    stack.issued.append(fresh.json()["token"])

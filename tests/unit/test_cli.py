@@ -171,7 +171,11 @@ def test_ops_show_prints_the_whole_contract(cli: Cli) -> None:
     assert doc["kind"] == "command"
     assert doc["goal"] == "Capture funds from customer payment method"
     assert doc["owners"] == ["team-billing"]
-    assert doc["policy"] == {"auth": "user", "rules": [["invoice", "pay", "owner"]]}
+    assert doc["policy"] == {
+        "auth": "user",
+        "rules": [["invoice", "pay", "owner"]],
+        "rateLimit": {"rpm": 30, "per": "actor"},
+    }
     assert [e["code"] for e in doc["errors"]] == [
         "INVOICE_NOT_FOUND",
         "INVOICE_ALREADY_PAID",
@@ -188,6 +192,41 @@ def test_ops_show_prints_the_whole_contract(cli: Cli) -> None:
     assert not {"invoice_id", "payment_method_id"} & set(properties)
     assert set(doc["input"]["required"]) >= {"invoiceId", "paymentMethodId"}
     assert "transactionId" in doc["output"]["properties"]
+
+
+@pytest.mark.parametrize(
+    ("key", "rpm"),
+    [
+        ("billing.capturePayment", 30),
+        ("keys.createKey", 30),
+        ("keys.revokeKey", 60),
+        ("policy.grant", 60),
+        ("policy.revoke", 60),
+    ],
+)
+def test_sensitive_commands_are_rate_limited_per_actor_by_default(
+    cli: Cli, key: str, rpm: int
+) -> None:
+    doc = json.loads(cli.ok("ops", "show", key).stdout)
+    assert doc["policy"]["rateLimit"] == {"rpm": rpm, "per": "actor"}
+
+
+def test_rate_limits_are_overridden_by_the_operator(cli: Cli) -> None:
+    overrides = '{"billing.capturePayment": 120, "keys.createKey": null, "system.ping": 600}'
+    env: dict[str, str | None] = {"SPECOPS_RATE_LIMITS": overrides}
+
+    def limit(key: str) -> Any:
+        return json.loads(cli.ok("ops", "show", key, env=env).stdout)["policy"]["rateLimit"]
+
+    assert limit("billing.capturePayment") == {"rpm": 120, "per": "actor"}
+    assert limit("keys.createKey") is None
+    assert limit("system.ping") == {"rpm": 600, "per": "actor"}
+    assert limit("policy.grant") == {"rpm": 60, "per": "actor"}
+
+
+def test_a_rate_limit_for_an_unknown_operation_is_refused(cli: Cli) -> None:
+    with pytest.raises(ValueError, match=r"SPECOPS_RATE_LIMITS names 'nope\.op'"):
+        cli("ops", "show", "system.ping", env={"SPECOPS_RATE_LIMITS": '{"nope.op": 5}'})
 
 
 def test_ops_show_with_an_explicit_version(cli: Cli) -> None:

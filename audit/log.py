@@ -34,8 +34,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import secrets
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
@@ -43,10 +43,9 @@ from datetime import UTC, datetime
 from itertools import islice
 
 import structlog
+from sqlalchemy import delete, select
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
-
-from sqlalchemy import delete, select
 
 from audit.attempts import (
     HEARTBEAT_SECONDS,

@@ -87,7 +87,9 @@ class Server:
         try:
             await self.audit.close_interrupted()
         except Exception as exc:
-            log.warning("audit_attempts_not_closed", error=type(exc).__name__, detail=str(exc)[:200])
+            log.warning(
+                "audit_attempts_not_closed", error=type(exc).__name__, detail=str(exc)[:200]
+            )
         try:
             await self.authorizer.reload()
         except Exception as exc:

@@ -84,16 +84,30 @@ async def burst(stack: Stack, token: str, sent: Round) -> None:
     assert killed.is_set()
 
 
+async def interrupted_listed(stack: Stack, tenant: str) -> set[str]:
+    """The request ids of the tenant's INTERRUPTED records, as audit.listEvents lists them."""
+    auditor = await stack.key(tenant, "auditor", ("auditor",))
+    async with stack.client(auditor) as http:
+        r = await http.post(
+            "/api/ops/audit.listEvents",
+            json={"outcome": "INTERRUPTED", "operationKey": api.CREATE_OP["key"], "limit": 200},
+        )
+    assert r.status_code == 200, r.text
+    return {event["requestId"] for event in r.json()["items"]}
+
+
 async def test_no_effect_is_left_without_a_record_after_sigkill(
     database_url: str, localstripe: str, tmp_path: Path
 ) -> None:
     rounds: list[Round] = []
+    listed: set[str] = set()
     for n in range(ROUNDS + 1):
         # Each server starts by recording what the previous one left as INTERRUPTED.
         logs = tmp_path / f"server{n}"
         logs.mkdir()
         async with Stack.start(logs, database_url, localstripe) as stack:
             if n == ROUNDS:
+                listed = await interrupted_listed(stack, rounds[-1].tenant)
                 break
             tenant, token = await api.new_user(stack, "crasher")
             rounds.append(sent := Round(tenant))
@@ -138,6 +152,12 @@ async def test_no_effect_is_left_without_a_record_after_sigkill(
             for request_id in sent.answered:
                 assert outcomes.get(request_id) == ["OK"], (request_id, outcomes.get(request_id))
         assert all(len(found) == 1 for found in outcomes.values())
+        last = rounds[-1]
+        assert listed == {
+            rid
+            for rid in (*last.answered, *last.unanswered)
+            if outcomes.get(rid) == ["INTERRUPTED"]
+        }
         assert set(outcomes) <= {rid for r in rounds for rid in (*r.answered, *r.unanswered)}
         report = await verify_chain(db)
         assert report.ok, report

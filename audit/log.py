@@ -833,7 +833,8 @@ async def _lock_head(conn: AsyncConnection) -> tuple[int, str]:
     head = (await conn.exec_driver_sql(LOCK_HEAD)).first()
     if head is None:
         raise _StoreDown("audit_chain_head has no row: is the schema migrated?")
-    return int(head[0]), str(head[1])
+    seq, digest = tuple(head)
+    return int(seq), str(digest)
 
 
 def _sqlite_appender(db: Database) -> SqliteAppender | None:

@@ -40,7 +40,7 @@ async def events(db: Database) -> list[tuple[str, str, int]]:
         rows = await conn.execute(
             select(audit_events.c.request_id, audit_events.c.outcome, audit_events.c.status)
         )
-        return [tuple(row) for row in rows.all()]  # type: ignore[misc]
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows.all()]
 
 
 async def test_the_attempt_of_a_process_that_is_gone_is_recorded_once_as_interrupted(

@@ -22,6 +22,11 @@ Meanwhile ``available()`` answers False, and a durable write raises ``AuditUnava
 after ``durable_timeout_seconds``; its record is still written once the store is back.
 A record the database refuses while the store works (a NOT NULL column left empty) costs
 only itself: the batch is retried record by record.
+
+A command's attempt (``record_attempt``, ``audit.attempts``) is queued like a durable
+record and stored by the same group commit, in ``audit_attempts``; the record that
+``closes`` it deletes it in its own batch's transaction. ``close_interrupted`` records the
+attempts of processes that are gone as ``INTERRUPTED``.
 """
 
 from __future__ import annotations
@@ -29,21 +34,45 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import sqlite3
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from itertools import islice
 
 import structlog
+from sqlalchemy import delete, select
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from audit.chain import CONTENT_COLUMNS, Content, chained_rows, record_content
-from audit.errors import AuditUnavailable
+from audit.attempts import (
+    HEARTBEAT_SECONDS,
+    Process,
+    attempt_text,
+    interrupted_record,
+    is_gone,
+)
+from audit.chain import (
+    CONTENT_COLUMNS,
+    Content,
+    chained_rows,
+    naive_utc,
+    record_content,
+    timestamp_text,
+)
+from audit.errors import AttemptNotStored, AuditUnavailable
 from audit.record import AuditRecord
-from audit.sqlite_appender import RecordsRefused, SqliteAppender, sqlite_time, sqlite_time_of
+from audit.sqlite_appender import (
+    Batch,
+    RecordsRefused,
+    SqliteAppender,
+    sqlite_time,
+    sqlite_time_of,
+)
 from storage.database import Database
+from storage.tables import audit_attempts, audit_owners
 
 log = structlog.get_logger("specops.audit")
 
@@ -57,6 +86,14 @@ READ_HEAD = "SELECT seq, hash FROM audit_chain_head WHERE id = 1"
 #: A cheap look at both tables, for ``available()`` and to tell a broken store from a
 #: bad record.
 PROBE = "SELECT seq, (SELECT max(seq) FROM audit_events) FROM audit_chain_head WHERE id = 1"
+
+#: A command's attempt, its process' row (new, or renewed), and the end of an attempt.
+INSERT_ATTEMPT = "INSERT INTO audit_attempts (id, owner, started_at, record) VALUES ({})"
+UPSERT_OWNER = (
+    "INSERT INTO audit_owners (id, host, pid, pid_started, started_at, heartbeat_at) "
+    "VALUES ({}) ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at"
+)
+CLOSE_ATTEMPT = "DELETE FROM audit_attempts WHERE id = {}"
 
 MIN_BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 2.0
@@ -78,6 +115,15 @@ def insert_statement(paramstyle: str) -> str:
     """``INSERT INTO audit_events (...) VALUES (...)`` in the driver's parameter style."""
     marks = _marks(paramstyle, len(COLUMNS))
     return f"INSERT INTO audit_events ({', '.join(COLUMNS)}) VALUES ({', '.join(marks)})"
+
+
+def attempt_statements(paramstyle: str) -> tuple[str, str, str]:
+    """``INSERT_ATTEMPT``, ``UPSERT_OWNER`` and ``CLOSE_ATTEMPT`` in the driver's style."""
+    return (
+        INSERT_ATTEMPT.format(", ".join(_marks(paramstyle, 4))),
+        UPSERT_OWNER.format(", ".join(_marks(paramstyle, 6))),
+        CLOSE_ATTEMPT.format(_marks(paramstyle, 1)[0]),
+    )
 
 
 def head_update_statement(paramstyle: str) -> str:
@@ -107,9 +153,19 @@ class _Rejected(Exception):
 
 
 class _Item:
-    """A queued record, its content once computed, and who waits for it."""
+    """A queued record (or a command's attempt), its content once computed, and who
+    waits for it."""
 
-    __slots__ = ("content", "deadline", "done", "optional", "record", "resolved")
+    __slots__ = (
+        "attempt",
+        "closes",
+        "content",
+        "deadline",
+        "done",
+        "optional",
+        "record",
+        "resolved",
+    )
 
     def __init__(
         self,
@@ -126,6 +182,10 @@ class _Item:
         self.optional = optional
         self.content: Content | None = None
         self.resolved = False
+        #: The id of the attempt this item stores (its record is the INTERRUPTED one).
+        self.attempt: str | None = None
+        #: The id of the attempt this record ends.
+        self.closes: str | None = None
 
 
 class AuditLog:
@@ -140,6 +200,7 @@ class AuditLog:
         durable_timeout_seconds: float = 5.0,
         max_queued: int = 100_000,
         close_seconds: float = 5.0,
+        process: Process | None = None,
     ) -> None:
         self.db = db
         self.max_batch = max_batch
@@ -170,11 +231,25 @@ class AuditLog:
         self.commits = 0
         #: SQLite files are written by a thread of their own, a batch per call.
         self._sqlite = _sqlite_appender(db)
+        #: This process, as ``audit_owners`` names it once it stores an attempt.
+        self.process = process or Process.current()
+        self.owner = secrets.token_hex(16)
+        self._attempts = 0
+        self._owner_renewed_at: float | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
 
     # -- the sink ------------------------------------------------------------------------
 
-    async def write(self, record: AuditRecord, *, durable: bool, wait: bool = False) -> None:
+    async def write(
+        self,
+        record: AuditRecord,
+        *,
+        durable: bool,
+        wait: bool = False,
+        closes: str | None = None,
+    ) -> None:
         """Log the record's line, queue its row; with ``durable``, wait until it commits.
+        The row's transaction deletes the attempt ``closes`` (``record_attempt``).
 
         Raises ``AuditUnavailable`` when a durable record is not stored within
         ``durable_timeout_seconds`` (it stays queued), and the database's error when the
@@ -188,22 +263,58 @@ class AuditLog:
             return
         optional = not durable
         if optional and (not wait or self._failing_since is not None):
-            self._pending.append(_Item(record, None))
+            item = _Item(record, None)
+            item.closes = closes
+            self._pending.append(item)
             self._start_writer()
             return
-        done = asyncio.get_running_loop().create_future()
-        deadline = time.monotonic() + self.durable_timeout_seconds
-        self._pending.append(_Item(record, done, deadline, optional))
-        self._durable_pending += 1
-        self._start_writer()
-        self._urgent.set()
-        if self._watchdog is None or self._watchdog.done():
-            self._watchdog = asyncio.create_task(self._expire_overdue(), name="audit-deadlines")
+        item = self._queue_waited(record, optional)
+        item.closes = closes
+        done = item.done
+        assert done is not None
         if not optional:
             await done
             return
         with contextlib.suppress(Exception):  # the writer logged why; the record is queued
             await done
+
+    async def record_attempt(self, record: AuditRecord) -> str:
+        """Store a command's attempt before its handler runs: ``record`` is what the
+        trail keeps should the process die before the command's own record (which
+        ``closes`` it) is stored. Returns the attempt's id once it has committed, in the
+        same group commit as concurrent records.
+
+        Raises ``AttemptNotStored`` when it is not stored within
+        ``durable_timeout_seconds`` (its ``attempt`` stays queued: the command's record
+        must close it), or was refused or dropped (``attempt`` None)."""
+        if len(self._pending) >= self.max_queued:
+            self._drop(record)
+            raise AttemptNotStored("the audit queue is full", None)
+        self._attempts += 1
+        attempt = f"{self.owner}.{self._attempts}"
+        item = self._queue_waited(record, False)
+        item.attempt = attempt
+        assert item.done is not None
+        try:
+            await item.done
+        except AuditUnavailable as exc:
+            raise AttemptNotStored(str(exc), attempt) from None
+        except Exception as exc:
+            raise AttemptNotStored(f"the attempt was refused: {exc}", None) from None
+        return attempt
+
+    def _queue_waited(self, record: AuditRecord, optional: bool) -> _Item:
+        """Queue ``record`` with a future that the commit (or a deadline) settles."""
+        done = asyncio.get_running_loop().create_future()
+        deadline = time.monotonic() + self.durable_timeout_seconds
+        item = _Item(record, done, deadline, optional)
+        self._pending.append(item)
+        self._durable_pending += 1
+        self._start_writer()
+        self._urgent.set()
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.create_task(self._expire_overdue(), name="audit-deadlines")
+        return item
 
     def _start_writer(self) -> None:
         if self._writer is None or self._writer.done():
@@ -260,6 +371,12 @@ class AuditLog:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watchdog
             self._watchdog = None
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
+            self._owner_renewed_at = None
         if self._check is not None:
             self._check.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -348,7 +465,7 @@ class AuditLog:
         for item in batch:
             if item.content is None:
                 try:
-                    item.content = record_content(item.record)
+                    item.content = self._content(item)
                 except (TypeError, ValueError, OverflowError) as exc:
                     self._reject(item, exc)
                     continue
@@ -368,52 +485,194 @@ class AuditLog:
                 await self._store(conn, [item])
             return
         self.commits += 1
+        if any(item.attempt is not None for item in ready):
+            self._owner_stored()
         for item in ready:
             item.resolved = True
             if item.done is not None and not item.done.done():
                 item.done.set_result(None)
 
+    def _content(self, item: _Item) -> Content:
+        """A record's content (``audit.chain``), or an attempt's row: id, owner, time (as
+        ``timestamp_text``), the record as JSON."""
+        if item.attempt is None:
+            return record_content(item.record)
+        record = item.record
+        return (item.attempt, self.owner, timestamp_text(record.at), attempt_text(record))
+
+    def _batch(self, items: list[_Item], encode_at: EncodeTime) -> Batch:
+        """The rows of ``items``: records, attempts (with this process' row while it is
+        new or due for renewal), and the attempts the records end."""
+        contents: list[Content] = []
+        attempts: list[tuple[object, ...]] = []
+        closed: list[tuple[str]] = []
+        for item in items:
+            content = item.content
+            if content is None:
+                continue
+            if item.attempt is not None:
+                attempts.append((content[0], content[1], encode_at(content[2]), content[3]))
+                continue
+            contents.append(content)
+            if item.closes is not None:
+                closed.append((item.closes,))
+        owner = self._owner_row(encode_at) if attempts and self._owner_due() else None
+        return Batch(contents, attempts, closed, owner)
+
     async def _commit(self, conn: AsyncConnection | None, items: list[_Item]) -> None:
-        """Lock the chain head, chain ``items`` after it, insert them, move the head."""
+        """Store this process' row and the attempts, lock the chain head, chain the
+        records after it, insert them, move the head, and delete the attempts they end."""
         if self._sqlite is not None:
             return await self._commit_sqlite(self._sqlite, items)
         assert conn is not None
-        insert, update_head = self._statements_for(conn)
         sqlite = conn.dialect.name == "sqlite"
-        encode_at = sqlite_time if sqlite else _aware_time
+        batch = self._batch(items, sqlite_time_of if sqlite else _aware_time_of)
+        insert_attempt, upsert_owner, close_attempt = attempt_statements(conn.dialect.paramstyle)
         try:
             async with conn.begin():
-                head = (await conn.exec_driver_sql(LOCK_HEAD)).first()
-                if head is None:
-                    raise _StoreDown("audit_chain_head has no row: is the schema migrated?")
-                head_seq, head_hash = tuple(head)
-                rows, seq, prev_hash = chained_rows(
-                    _contents(items),
-                    int(head_seq),
-                    str(head_hash),
-                    sqlite_time_of if sqlite else _aware_time_of,
-                )
-                try:
-                    await conn.exec_driver_sql(insert, rows)
-                except Exception as exc:
-                    raise _Rejected() from exc
-                now = datetime.now(UTC).replace(tzinfo=None)
-                await conn.exec_driver_sql(update_head, (seq, prev_hash, encode_at(now)))
+                if batch.owner is not None:
+                    await conn.exec_driver_sql(upsert_owner, batch.owner)
+                if batch.attempts:
+                    try:
+                        await conn.exec_driver_sql(insert_attempt, batch.attempts)
+                    except Exception as exc:
+                        raise _Rejected() from exc
+                if batch.contents:
+                    head = await _lock_head(conn)
+                    await self._chain(conn, batch.contents, head)
+                if batch.closed:
+                    await conn.exec_driver_sql(close_attempt, batch.closed)
         except (_Rejected, _StoreDown):
             raise
         except Exception as exc:
             raise _StoreDown("the audit store failed") from exc
 
+    async def _chain(
+        self, conn: AsyncConnection, contents: list[Content], head: tuple[int, str]
+    ) -> None:
+        """Insert ``contents`` chained after ``head`` (locked by ``_lock_head``) and move
+        the head past them."""
+        insert, update_head = self._statements_for(conn)
+        sqlite = conn.dialect.name == "sqlite"
+        encode_at = sqlite_time if sqlite else _aware_time
+        rows, seq, prev_hash = chained_rows(
+            contents, head[0], head[1], sqlite_time_of if sqlite else _aware_time_of
+        )
+        try:
+            await conn.exec_driver_sql(insert, rows)
+        except Exception as exc:
+            raise _Rejected() from exc
+        now = datetime.now(UTC).replace(tzinfo=None)
+        await conn.exec_driver_sql(update_head, (seq, prev_hash, encode_at(now)))
+
     async def _commit_sqlite(self, appender: SqliteAppender, items: list[_Item]) -> None:
         lock = self.db.write_lock
         assert lock is not None  # a SQLite file: the process' other writers wait on it
+        batch = self._batch(items, sqlite_time_of)
         try:
             async with lock:
-                await appender.append(_contents(items))
+                await appender.append(batch)
         except RecordsRefused as refused:
             raise _Rejected() from refused.__cause__
         except Exception as exc:
             raise _StoreDown("the audit store failed") from exc
+
+    # -- attempts of processes that are gone -----------------------------------------------
+
+    async def close_interrupted(self) -> int:
+        """Record the attempts of processes that are gone as ``INTERRUPTED`` (chained like
+        any record), deleting them and their processes' rows in the same transaction;
+        returns how many. Processes starting together each record a different share."""
+        now = datetime.now(UTC).replace(tzinfo=None)
+        async with self.db.connect() as conn:
+            owners = (await conn.execute(select(audit_owners))).mappings().all()
+            with_attempts = set(
+                (await conn.execute(select(audit_attempts.c.owner).distinct())).scalars()
+            )
+        alive = {
+            row["id"]
+            for row in owners
+            if row["id"] == self.owner
+            or not is_gone(
+                Process(row["host"], row["pid"], row["pid_started"]),
+                naive_utc(row["heartbeat_at"]),
+                now,
+                self.process,
+            )
+        }
+        gone = sorted(({row["id"] for row in owners} | with_attempts) - alive)
+        closed = 0
+        while gone:
+            records, more = await self._close_attempts_of(gone)
+            closed += len(records)
+            for record in records:
+                self._log_line(record)
+            if not more:
+                break
+        if closed:
+            log.warning("audit_attempts_interrupted", count=closed, processes=len(gone))
+        return closed
+
+    async def _close_attempts_of(
+        self, owners: list[str], limit: int = 500
+    ) -> tuple[list[AuditRecord], bool]:
+        """One transaction: up to ``limit`` attempts of ``owners`` become INTERRUPTED
+        records; the owners' rows go with their last attempts. Returns the records and
+        whether attempts remain."""
+        async with self.db.begin() as conn:
+            head = await _lock_head(conn)  # first: the attempts read are then this writer's
+            rows = (
+                await conn.execute(
+                    select(audit_attempts.c.id, audit_attempts.c.record)
+                    .where(audit_attempts.c.owner.in_(owners))
+                    .order_by(audit_attempts.c.started_at, audit_attempts.c.id)
+                    .limit(limit + 1)
+                )
+            ).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            records = [interrupted_record(text) for _, text in rows]
+            if records:
+                await self._chain(conn, [record_content(r) for r in records], head)
+                ids = [attempt for attempt, _ in rows]
+                await conn.execute(delete(audit_attempts).where(audit_attempts.c.id.in_(ids)))
+            if not more:
+                await conn.execute(delete(audit_owners).where(audit_owners.c.id.in_(owners)))
+        return records, more
+
+    # -- this process' row ---------------------------------------------------------------
+
+    def _owner_due(self) -> bool:
+        renewed = self._owner_renewed_at
+        return renewed is None or time.monotonic() - renewed >= HEARTBEAT_SECONDS / 2
+
+    def _owner_row(self, encode_at: EncodeTime) -> tuple[object, ...]:
+        now = encode_at(timestamp_text(time.time()))
+        process = self.process
+        return (self.owner, process.host, process.pid, process.started, now, now)
+
+    def _owner_stored(self) -> None:
+        """A batch with attempts committed (and this process' row with the first): renew
+        the row every ``HEARTBEAT_SECONDS`` from now on, attempts or not."""
+        if self._owner_renewed_at is None:
+            self._heartbeat = asyncio.create_task(self._renew_owner(), name="audit-heartbeat")
+        self._owner_renewed_at = time.monotonic()
+
+    async def _renew_owner(self) -> None:
+        """Keep this process' row fresh, so that other hosts do not take it for gone."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            if not self._owner_due():
+                continue
+            try:
+                async with self.db.begin() as conn:
+                    sqlite = conn.dialect.name == "sqlite"
+                    _, upsert_owner, _ = attempt_statements(conn.dialect.paramstyle)
+                    row = self._owner_row(sqlite_time_of if sqlite else _aware_time_of)
+                    await conn.exec_driver_sql(upsert_owner, row)
+                self._owner_renewed_at = time.monotonic()
+            except Exception as exc:
+                log.warning("audit_heartbeat_failed", error=type(exc).__name__)
 
     async def _blames_records(self, conn: AsyncConnection | None, exc: BaseException) -> bool:
         """Whether an insert failed because of a record (the store works) rather than
@@ -565,9 +824,17 @@ class AuditLog:
         self._log.log(level, "invocation", **fields)
 
 
-def _contents(items: list[_Item]) -> list[Content]:
-    """The computed contents of ``items`` (``_store`` computes them before committing)."""
-    return [item.content for item in items if item.content is not None]
+#: How a batch's driver takes a time given as naive UTC ISO text.
+EncodeTime = Callable[[str], object]
+
+
+async def _lock_head(conn: AsyncConnection) -> tuple[int, str]:
+    """Take the chain head's lock (for the rest of the transaction) and read it."""
+    head = (await conn.exec_driver_sql(LOCK_HEAD)).first()
+    if head is None:
+        raise _StoreDown("audit_chain_head has no row: is the schema migrated?")
+    seq, digest = tuple(head)
+    return int(seq), str(digest)
 
 
 def _sqlite_appender(db: Database) -> SqliteAppender | None:
@@ -575,9 +842,13 @@ def _sqlite_appender(db: Database) -> SqliteAppender | None:
     SQLite, which only the engine's own connection sees)."""
     if db.sqlite_path is None:
         return None
+    insert_attempt, upsert_owner, close_attempt = attempt_statements("qmark")
     return SqliteAppender(
         db.sqlite_path,
         insert=insert_statement("qmark"),
+        insert_attempt=insert_attempt,
+        upsert_owner=upsert_owner,
+        close_attempt=close_attempt,
         read_head=READ_HEAD,
         update_head=head_update_statement("qmark"),
         probe=PROBE,

@@ -17,7 +17,8 @@ itself: the rows it appends count towards the file's ``Checkpoints``
 
 The transaction is the one of ``audit.log``: ``BEGIN IMMEDIATE`` (SQLite's write lock,
 so every process writing to the file joins one chain, and the head can be read with a
-plain SELECT), read the chain head, insert the chained rows, move the head, commit.
+plain SELECT), store command attempts, read the chain head, insert the chained rows,
+move the head, delete the attempts those records end, commit.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ import asyncio
 import contextlib
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from audit.chain import Content, chained_rows
 from storage.inline_sqlite import BUSY_TIMEOUT_MS, Checkpoints, is_busy
@@ -49,6 +52,20 @@ def bind_common_values_directly() -> None:
 
 #: ``_NOTHING.get(value)`` is None for any value.
 _NOTHING: dict[object, None] = {}
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one transaction of the audit writer stores (times as the driver takes them)."""
+
+    #: Records to chain (``audit.chain``).
+    contents: list[Content]
+    #: Command attempts: id, owner, time, record as JSON.
+    attempts: list[tuple[Any, ...]]
+    #: Ids of the attempts the records end.
+    closed: list[tuple[str]]
+    #: This process' row in ``audit_owners``, to store or renew first; or None.
+    owner: tuple[Any, ...] | None = None
 
 
 class RecordsRefused(Exception):
@@ -78,6 +95,9 @@ class SqliteAppender:
         path: str,
         *,
         insert: str,
+        insert_attempt: str,
+        upsert_owner: str,
+        close_attempt: str,
         read_head: str,
         update_head: str,
         probe: str,
@@ -85,6 +105,9 @@ class SqliteAppender:
     ):
         self.path = path
         self._insert = insert
+        self._insert_attempt = insert_attempt
+        self._upsert_owner = upsert_owner
+        self._close_attempt = close_attempt
         self._read_head = read_head
         self._update_head = update_head
         self._probe = probe
@@ -98,18 +121,18 @@ class SqliteAppender:
         #: Batches the event loop found locked by another process, written by the thread.
         self.deferred = 0
 
-    async def append(self, contents: list[Content]) -> None:
-        """Chain and insert ``contents`` in one transaction. Raises ``RecordsRefused``
-        when the insert failed, ``HeadMissing``, or the driver's error otherwise."""
+    async def append(self, batch: Batch) -> None:
+        """Store ``batch`` in one transaction. Raises ``RecordsRefused`` when an insert
+        failed, ``HeadMissing``, or the driver's error otherwise."""
         try:
-            self._append(self._loop_connection(), contents)
+            self._append(self._loop_connection(), batch)
         except _Locked:
             self.deferred += 1
             await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._append_waiting, contents
+                self._executor, self._append_waiting, batch
             )
         if self._checkpoints is not None:
-            self._checkpoints.note(len(contents))
+            self._checkpoints.note(len(batch.contents) + len(batch.attempts) + len(batch.closed))
 
     async def probe(self) -> None:
         """Raise unless both audit tables answer."""
@@ -144,9 +167,10 @@ class SqliteAppender:
             conn.execute(f"PRAGMA {pragma}")
         return conn
 
-    def _append(self, conn: sqlite3.Connection, contents: list[Content]) -> None:
-        """One transaction: take the write lock, read the head, insert the chained rows,
-        move the head. Raises ``_Locked`` when the lock is taken and ``conn`` does not
+    def _append(self, conn: sqlite3.Connection, batch: Batch) -> None:
+        """One transaction: take the write lock, store the process' row and the attempts,
+        read the head, insert the chained rows, move the head, delete the attempts the
+        records end. Raises ``_Locked`` when the lock is taken and ``conn`` does not
         wait."""
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -155,20 +179,22 @@ class SqliteAppender:
                 raise _Locked() from exc
             raise
         try:
-            head = conn.execute(self._read_head).fetchone()
-            if head is None:
-                raise HeadMissing("audit_chain_head has no row: is the schema migrated?")
-            rows, seq, prev_hash = chained_rows(
-                contents, int(head[0]), str(head[1]), sqlite_time_of
-            )
-            try:
-                conn.executemany(self._insert, rows)
-            except sqlite3.OperationalError:
-                raise  # the store (locked, gone, full), not the records
-            except sqlite3.Error as exc:
-                raise RecordsRefused() from exc
-            now = sqlite_time(datetime.now(UTC).replace(tzinfo=None))
-            conn.execute(self._update_head, (seq, prev_hash, now))
+            if batch.owner is not None:
+                conn.execute(self._upsert_owner, batch.owner)
+            if batch.attempts:
+                _insert(conn, self._insert_attempt, batch.attempts)
+            if batch.contents:
+                head = conn.execute(self._read_head).fetchone()
+                if head is None:
+                    raise HeadMissing("audit_chain_head has no row: is the schema migrated?")
+                rows, seq, prev_hash = chained_rows(
+                    batch.contents, int(head[0]), str(head[1]), sqlite_time_of
+                )
+                _insert(conn, self._insert, rows)
+                now = sqlite_time(datetime.now(UTC).replace(tzinfo=None))
+                conn.execute(self._update_head, (seq, prev_hash, now))
+            if batch.closed:
+                conn.executemany(self._close_attempt, batch.closed)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -183,8 +209,8 @@ class SqliteAppender:
             self._thread_conn = self._open(f"busy_timeout={BUSY_TIMEOUT_MS}")
         return self._thread_conn
 
-    def _append_waiting(self, contents: list[Content]) -> None:
-        self._append(self._connection(), contents)
+    def _append_waiting(self, batch: Batch) -> None:
+        self._append(self._connection(), batch)
 
     def _run_probe(self) -> None:
         try:
@@ -197,6 +223,16 @@ class SqliteAppender:
     def _close(self) -> None:
         _close(self._thread_conn)
         self._thread_conn = None
+
+
+def _insert(conn: sqlite3.Connection, statement: str, rows: list[tuple[Any, ...]]) -> None:
+    """``executemany``; ``RecordsRefused`` when SQLite refuses a row (not the store)."""
+    try:
+        conn.executemany(statement, rows)
+    except sqlite3.OperationalError:
+        raise  # the store (locked, gone, full), not the records
+    except sqlite3.Error as exc:
+        raise RecordsRefused() from exc
 
 
 def _close(conn: sqlite3.Connection | None) -> None:

@@ -19,8 +19,18 @@ from specops.app import Server
 class NoAudit:
     """An ``AuditSink`` that keeps nothing and is always available."""
 
-    async def write(self, record: AuditRecord, *, durable: bool, wait: bool = False) -> None:
+    async def write(
+        self,
+        record: AuditRecord,
+        *,
+        durable: bool,
+        wait: bool = False,
+        closes: str | None = None,
+    ) -> None:
         return None
+
+    async def record_attempt(self, record: AuditRecord) -> str:
+        return ""
 
     async def available(self) -> bool:
         return True

@@ -98,6 +98,8 @@ class Catalogue:
     )
     TIMEOUT: ErrorSpec = ErrorSpec("TIMEOUT", 504, "The operation did not finish in time", True)
     INTERNAL: ErrorSpec = ErrorSpec("INTERNAL", 500, "Internal error")
+    #: Never an answer: the audit outcome of a command whose process stopped mid-flight.
+    INTERRUPTED: ErrorSpec = ErrorSpec("INTERRUPTED", 500, "The command was interrupted")
 
 
 CATALOGUE = Catalogue()

@@ -1,16 +1,19 @@
 """The one invocation path: every transport's call runs these stages, in this order.
 
     resolve -> identify -> validate input -> authorize -> rate limit -> idempotency
-            -> audit available? -> handler -> validate output,
+            -> audit available? -> (commands) attempt recorded -> handler -> validate output,
     then settle the idempotency key and write the audit record.
 
 Each stage is a method that reads and fills the ``Call`` and raises ``OperationError`` to
 end the invocation. No stage is skipped for any transport.
 
 The audit trail fails closed: no command runs while its record could not be stored, and a
-command whose record did not commit does not answer success (``finish``). The record
-keeps the input with sensitive values redacted (``audit.redaction``); no stage logs or
-returns an input value.
+command whose record did not commit does not answer success (``finish``). Before a
+command's handler runs, its attempt is stored (``record_attempt``): should the process die
+before the command's record is stored, the next process to start records the attempt as
+``INTERRUPTED``, so that no effect is left without a record. The record keeps the input
+with sensitive values redacted (``audit.redaction``); no stage logs or returns an input
+value.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any, Literal
 import structlog
 from pydantic import ValidationError
 
-from audit.errors import AuditUnavailable
+from audit.errors import AttemptNotStored, AuditUnavailable
 from audit.redaction import RedactedInput, plan_for
 from policy.actor import Actor
 from registry.context import Context
@@ -85,6 +88,10 @@ class Call:
     replayed: bool
     finished: bool
     ran_handler: bool
+    #: The command's stored attempt (``AuditSink.record_attempt``), which its record ends.
+    attempt: str | None
+    #: The input as the record keeps it, once worked out (``Pipeline.input_seen``).
+    seen: RedactedInput | None
 
     def __init__(  # written out: compiled, where dataclass' generated one is not
         self,
@@ -108,6 +115,8 @@ class Call:
         self.replayed = False
         self.finished = False
         self.ran_handler = False
+        self.attempt = None
+        self.seen = None
 
     def outcome(self) -> Outcome:
         ref = self.operation.ref if self.operation is not None else None
@@ -237,6 +246,8 @@ class Pipeline:
             if call.finished:  # a replay: the stored outcome is the answer
                 return
         await self.require_audit(call)
+        if contract.kind == "command":
+            await self.record_attempt(call)
         await self.run_handler(call)
 
     async def actor_for(self, credentials: str | None) -> Actor | None:
@@ -314,7 +325,7 @@ class Pipeline:
         audit record. A command whose record could not be stored answers
         UPSTREAM_UNAVAILABLE rather than its outcome (``unrecorded``)."""
         outcome = call.outcome()
-        seen = self.input_seen(call)
+        seen = call.seen if call.seen is not None else self.input_seen(call)
         problem = outcome.problem
         if seen is not None and problem is not None and problem.detail and call.operation:
             # A detail may quote the input (an upstream's "No such PaymentMethod: 'pm_…'"):
@@ -504,6 +515,36 @@ class Pipeline:
             headers={"Retry-After": "1"},
         )
 
+    async def record_attempt(self, call: Call) -> None:
+        """Store the command's attempt before its handler runs, or refuse to run it: the
+        record that the trail keeps as ``INTERRUPTED`` if the process dies before the
+        command's own record is stored (which then ends the attempt)."""
+        call.seen = self.input_seen(call)
+        record = self.audit_record(
+            call,
+            outcome="INTERRUPTED",
+            status=CATALOGUE.INTERRUPTED.status,
+            detail=None,
+            seen=call.seen,
+        )
+        try:
+            call.attempt = await self.audit.record_attempt(record)
+        except AttemptNotStored as exc:
+            call.attempt = exc.attempt  # still queued: this call's record must end it
+            log.warning("audit_attempt_not_stored", request_id=call.invocation.request_id)
+        except Exception:
+            log.exception("audit_attempt_failed", request_id=call.invocation.request_id)
+        else:
+            return
+        assert call.operation is not None
+        raise detached(
+            CATALOGUE.UPSTREAM_UNAVAILABLE(
+                "The audit store did not record the attempt, so the command was not run; "
+                "retry later",
+                headers={"Retry-After": "1"},
+            )
+        ) from None
+
     async def run_handler(self, call: Call) -> None:
         assert call.operation is not None and call.actor is not None
         contract = call.operation.contract
@@ -631,31 +672,14 @@ class Pipeline:
         """Write the invocation's record; for a durable record that was not stored, why
         (``pending``: queued until the store is back; ``refused``: the store refused it)."""
         inv = call.invocation
-        actor = call.actor
         contract = call.operation.contract if call.operation else None
         problem = outcome.problem
-        record = AuditRecord(
-            at=time.time(),
-            request_id=inv.request_id,
-            transport=inv.transport,
-            client=clip(inv.client, 128),
-            tenant_id=actor.tenant_id if actor else None,
-            actor_id=actor.id if actor else None,
-            actor_kind=actor.kind if actor else None,
-            credential_id=actor.credential_id if actor else None,
-            operation_key=contract.key if contract else inv.key[:200],
-            operation_version=contract.version_text if contract else clip(inv.version, 64),
-            decision=call.decision,
+        record = self.audit_record(
+            call,
             outcome=outcome.code,
             status=problem.status if problem else 200,
-            latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
-            idempotency_key=clip(inv.idempotency_key, MAX_IDEMPOTENCY_KEY),
-            replayed=call.replayed,
-            input_digest=call.input_digest,
             detail=clip(problem.detail, 2000) if problem and problem.code != "INTERNAL" else None,
-            policy_rule=clip(call.policy_rule, 255),
-            trace_id=inv.trace_id,
-            input=seen.text() if seen is not None else None,
+            seen=seen,
         )
         # A command that reached its handler may have changed state: its record is
         # committed before the response, or the response says it was not. Queries,
@@ -669,7 +693,12 @@ class Pipeline:
             and not call.replayed
         )
         try:
-            await self.audit.write(record, durable=durable, wait=self.audit_wait_for_every_record)
+            await self.audit.write(
+                record,
+                durable=durable,
+                wait=self.audit_wait_for_every_record,
+                closes=call.attempt,
+            )
         except AuditUnavailable:
             log.warning("audit_record_pending", request_id=inv.request_id, durable=durable)
             return "pending" if durable else None
@@ -677,3 +706,40 @@ class Pipeline:
             log.exception("audit_write_failed", request_id=inv.request_id)
             return "refused" if durable else None
         return None
+
+    @staticmethod
+    def audit_record(
+        call: Call,
+        *,
+        outcome: str,
+        status: int,
+        detail: str | None,
+        seen: RedactedInput | None,
+    ) -> AuditRecord:
+        """The invocation's record, ending with ``outcome``."""
+        inv = call.invocation
+        actor = call.actor
+        contract = call.operation.contract if call.operation else None
+        return AuditRecord(
+            at=time.time(),
+            request_id=inv.request_id,
+            transport=inv.transport,
+            client=clip(inv.client, 128),
+            tenant_id=actor.tenant_id if actor else None,
+            actor_id=actor.id if actor else None,
+            actor_kind=actor.kind if actor else None,
+            credential_id=actor.credential_id if actor else None,
+            operation_key=contract.key if contract else inv.key[:200],
+            operation_version=contract.version_text if contract else clip(inv.version, 64),
+            decision=call.decision,
+            outcome=outcome,
+            status=status,
+            latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
+            idempotency_key=clip(inv.idempotency_key, MAX_IDEMPOTENCY_KEY),
+            replayed=call.replayed,
+            input_digest=call.input_digest,
+            detail=detail,
+            policy_rule=clip(call.policy_rule, 255),
+            trace_id=inv.trace_id,
+            input=seen.text() if seen is not None else None,
+        )

@@ -75,7 +75,24 @@ class AuditSink(Protocol):
     durable) returns once it is stored too, while the store takes records, and never
     raises: when the store fails, the caller goes on and the record stays queued."""
 
-    async def write(self, record: AuditRecord, *, durable: bool, wait: bool = False) -> None: ...
+    async def write(
+        self,
+        record: AuditRecord,
+        *,
+        durable: bool,
+        wait: bool = False,
+        closes: str | None = None,
+    ) -> None:
+        """``closes``: the id of the command's attempt (``record_attempt``) the record
+        ends, in the same transaction."""
+        ...
+
+    async def record_attempt(self, record: AuditRecord) -> str:
+        """Store a command's attempt before its handler runs (``record`` is what the
+        trail keeps if the process dies before the command's own record); return its id
+        once stored. Raises ``AttemptNotStored`` when it was not (then the handler must
+        not run)."""
+        ...
 
     async def available(self) -> bool:
         """Whether records can be stored now: True while writes succeed; after a failure,

@@ -80,9 +80,16 @@ class Server:
         return await self.pipeline.invoke(invocation)
 
     async def start(self) -> None:
-        """Load the policy (seeding a new database from policy.csv) and warn of contract
-        rules no policy line can satisfy. A database not yet migrated or unreachable is
-        only logged: the policy then loads on first use, and /readyz tells."""
+        """Record the commands that processes now gone left without an outcome as
+        ``INTERRUPTED``, load the policy (seeding a new database from policy.csv) and warn
+        of contract rules no policy line can satisfy. A database not yet migrated or
+        unreachable is only logged: the policy then loads on first use, and /readyz tells."""
+        try:
+            await self.audit.close_interrupted()
+        except Exception as exc:
+            log.warning(
+                "audit_attempts_not_closed", error=type(exc).__name__, detail=str(exc)[:200]
+            )
         try:
             await self.authorizer.reload()
         except Exception as exc:

@@ -150,3 +150,27 @@ policy_state = Table(
     Column("version", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+#: A command's attempt: the record it would leave as ``INTERRUPTED`` (JSON), stored
+#: before its handler runs and deleted in the transaction that stores its record.
+audit_attempts = Table(
+    "audit_attempts",
+    metadata,
+    Column("id", String(48), primary_key=True),
+    Column("owner", String(32), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("record", Text, nullable=False),
+    Index("ix_audit_attempts_owner", "owner"),
+)
+
+#: The processes that stored attempts, and when each was last seen alive.
+audit_owners = Table(
+    "audit_owners",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("pid_started", BigInteger, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+)

@@ -158,7 +158,14 @@ async def test_a_command_whose_record_did_not_commit_does_not_claim_success(
 class RefusingSink(Sink):
     """The store works but refuses a command's record (a database constraint, say)."""
 
-    async def write(self, record: AuditRecord, *, durable: bool, wait: bool = False) -> None:
+    async def write(
+        self,
+        record: AuditRecord,
+        *,
+        durable: bool,
+        wait: bool = False,
+        closes: str | None = None,
+    ) -> None:
         await super().write(record, durable=False)
         if durable:
             raise ValueError("the database refused the record")

@@ -188,14 +188,26 @@ class Sink:
         self.durable: list[bool] = []
         self.waits: list[bool] = []
         self.events: list[str] = []
+        self.attempts: list[AuditRecord] = []
 
-    async def write(self, record: AuditRecord, *, durable: bool, wait: bool = False) -> None:
+    async def write(
+        self,
+        record: AuditRecord,
+        *,
+        durable: bool,
+        wait: bool = False,
+        closes: str | None = None,
+    ) -> None:
         self.events.append("audit")
         self.records.append(record)
         self.durable.append(durable)
         self.waits.append(wait)
         if durable and self.fail_durable:
             raise AuditUnavailable("the audit store did not commit in time")
+
+    async def record_attempt(self, record: AuditRecord) -> str:
+        self.attempts.append(record)
+        return f"attempt-{len(self.attempts)}"
 
     async def available(self) -> bool:
         return self.up

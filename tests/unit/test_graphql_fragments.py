@@ -210,3 +210,86 @@ async def test_every_document_is_answered_while_the_loop_keeps_turning(
     assert all(e["extensions"]["code"] == "MALFORMED_REQUEST" for e in errors), errors
     assert errors or answer.body["data"]
     assert max(stretches) <= LOOP_STRETCH, max(stretches)
+
+
+# -- what a refusal may say ---------------------------------------------------------------
+
+
+class HidingPipeline(StubPipeline):
+    """A stub whose caller may attempt only ``system.ping``."""
+
+    async def may_attempt(self, actor: Any, operation: Any) -> bool:
+        return bool(operation.contract.key == "system.ping")
+
+
+TYPO = "{ keys_listKey { items { id } } }"
+VARIABLE_TYPO = (
+    "mutation($i: CreateInvoiceInput!) { billing_createInvoice(input: $i) { id } }",
+    {"i": {"amout": "1", "currency": "usd"}},
+)
+
+
+async def messages(transport: GraphQLTransport, query: str, variables: Any = None) -> str:
+    answer = await call(
+        transport.endpoint,
+        graphql_body(query, variables),
+        headers={"Authorization": "Bearer sk_test"},
+    )
+    return " ".join(e["message"] for e in answer.body["errors"])
+
+
+@pytest.mark.parametrize("suggestions", [False, True])
+async def test_no_error_suggests_a_field_the_caller_cannot_see(
+    registry: Registry, suggestions: bool
+) -> None:
+    transport = GraphQLTransport(HidingPipeline(registry), suggestions=suggestions)  # type: ignore[arg-type]
+    for query, variables in ((TYPO, None), VARIABLE_TYPO):
+        said = await messages(transport, query, variables)
+        assert "Did you mean" not in said and "keys_listKeys" not in said, said
+
+
+async def test_suggestions_are_off_unless_asked_and_then_for_who_sees_everything(
+    registry: Registry,
+) -> None:
+    quiet = GraphQLTransport(StubPipeline(registry))  # type: ignore[arg-type]
+    assert "Did you mean" not in await messages(quiet, TYPO)
+    helpful = GraphQLTransport(StubPipeline(registry), suggestions=True)  # type: ignore[arg-type]
+    assert "Did you mean 'keys_listKeys'" in await messages(helpful, TYPO)
+
+
+def test_suggestions_are_off_in_production() -> None:
+    assert Settings(environment="development").graphql_suggestions_enabled
+    assert not Settings(environment="production").graphql_suggestions_enabled
+    assert not Settings(
+        environment="production", graphql_introspection=True
+    ).graphql_suggestions_enabled
+    assert not Settings(graphql_introspection=False).graphql_suggestions_enabled
+
+
+# -- bodies nested too deeply -------------------------------------------------------------
+
+DEEP = "[" * 10_000 + "]" * 10_000
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        DEEP.encode(),
+        ('{"query": "{ __typename }", "variables": {"v": ' + DEEP + "}}").encode(),
+    ],
+)
+async def test_a_body_nested_too_deeply_is_a_malformed_request_audited_once(
+    registry: Registry, body: bytes
+) -> None:
+    stub = StubPipeline(registry)
+    transport = GraphQLTransport(stub)  # type: ignore[arg-type]
+    answer = await call(transport.endpoint, body)
+    assert answer.status == 400
+    [error] = answer.body["errors"]
+    assert error["extensions"]["code"] == "MALFORMED_REQUEST"
+    assert error["message"] == "The request's JSON nests too deeply"
+    [refusal] = stub.refusals
+    assert (refusal["endpoint"], refusal["error"].code) == ("graphql", "MALFORMED_REQUEST")
+    query = "query=%7B__typename%7D&variables=" + "%5B" * 10_000
+    by_get = await call(transport.endpoint, method="GET", query_string=query.encode())
+    assert by_get.status == 400 and len(stub.refusals) == 2

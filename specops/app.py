@@ -139,6 +139,7 @@ class Server:
             lifespan=lifespan,
             mcp=mcp,
             graphql_introspection=self.settings.graphql_introspection_enabled,
+            graphql_suggestions=self.settings.graphql_suggestions_enabled,
         )
 
 

@@ -115,3 +115,9 @@ class Settings(BaseSettings):
         if self.graphql_introspection is None:
             return self.environment != "production"
         return self.graphql_introspection
+
+    @property
+    def graphql_suggestions_enabled(self) -> bool:
+        """GraphQL validation errors that suggest names ("Did you mean ...?"): never in
+        production, nor where introspection is off."""
+        return self.environment != "production" and self.graphql_introspection_enabled

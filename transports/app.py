@@ -77,6 +77,7 @@ def create_asgi_app(
     lifespan: Lifespan | None = None,
     mcp: McpHttp | None = None,
     graphql_introspection: bool = True,
+    graphql_suggestions: bool = False,
     title: str = "specops",
 ) -> Starlette:
     document = openapi_document(pipeline.registry, title=title)
@@ -96,7 +97,9 @@ def create_asgi_app(
         )
 
     rest = RestTransport(pipeline)
-    graphql = GraphQLTransport(pipeline, introspection=graphql_introspection)
+    graphql = GraphQLTransport(
+        pipeline, introspection=graphql_introspection, suggestions=graphql_suggestions
+    )
     direct: dict[str, ASGIApp] = {graphql.path: graphql.endpoint}
     if mcp is not None:
         direct[mcp.path] = mcp

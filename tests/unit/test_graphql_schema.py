@@ -920,25 +920,25 @@ async def test_limits_hold_for_documents_seen_before(stub: StubPipeline) -> None
     assert len(stub.invocations) == 2 and len(transport.documents) == 2
 
 
-def test_the_document_cache_is_bounded_least_recently_used_first(registry: Registry) -> None:
+async def test_the_document_cache_is_bounded_least_recently_used_first(registry: Registry) -> None:
     transport = GraphQLTransport(StubPipeline(registry), cache_size=2)  # type: ignore[arg-type]
     documents = transport.documents
-    first = documents.get("{ system_ping { message } }", None)
+    first = await documents.get("{ system_ping { message } }", None)
     assert first is not None and first.operation_type == graphql.OperationType.QUERY
-    assert documents.get("{ system_ping { message } }", None) is first  # cached
-    assert documents.get("{ system_ping { actorId } }", None) is not None
-    documents.get("{ system_ping { message } }", None)  # now the most recently used
-    assert documents.get("{ system_ping { tenantId } }", None) is not None
+    assert await documents.get("{ system_ping { message } }", None) is first  # cached
+    assert await documents.get("{ system_ping { actorId } }", None) is not None
+    await documents.get("{ system_ping { message } }", None)  # now the most recently used
+    assert await documents.get("{ system_ping { tenantId } }", None) is not None
     assert len(documents) == 2
-    assert documents.get("{ system_ping { message } }", None) is first  # kept
-    named = documents.get("query A { system_ping { message } } query B { __typename }", None)
+    assert await documents.get("{ system_ping { message } }", None) is first  # kept
+    named = await documents.get("query A { system_ping { message } } query B { __typename }", None)
     assert named is not None and named.operation_name == "A"
-    assert documents.get("subscription { x }", None) is None
+    assert await documents.get("subscription { x }", None) is None
     padded = "{ system_ping { message } }" + " " * MAX_CACHED_TEXT
-    assert documents.get(padded, None) is None  # too long to keep: the view's
+    assert await documents.get(padded, None) is None  # too long to keep: the view's
     assert len(documents) == 2 and ("subscription { x }", None) in documents
     with pytest.raises(ValueError, match="at least one"):
-        DocumentCache(transport.schema._schema, transport.rules, max_tokens=10, maxsize=0)
+        DocumentCache(transport.validator, max_tokens=10, maxsize=0)
 
 
 @pytest.mark.parametrize(

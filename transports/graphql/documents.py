@@ -3,7 +3,8 @@
 ``DocumentCache`` keeps, per (document text, operation name), what the fast path needs
 to execute a document at once: the ``DocumentNode`` (parsed with the endpoint's token
 limit), the name of the operation to run (picked as strawberry picks it) and its type,
-validated with the endpoint's rules (limits included). A document that does not parse,
+validated with the endpoint's rules (limits included), prepared on a worker thread. A
+document that does not parse,
 does not validate, names no operation, subscribes, or introspects is cached as ``None``:
 the request is then the strawberry view's, which answers and audits it as before, and so
 is a document longer than ``MAX_CACHED_TEXT`` (never cached). Nothing about a request
@@ -15,16 +16,10 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from graphql import (
-    ASTValidationRule,
-    DocumentNode,
-    GraphQLSchema,
-    OperationDefinitionNode,
-    OperationType,
-    parse,
-)
-from strawberry.schema.schema import validate_document
+import anyio.to_thread
+from graphql import DocumentNode, OperationDefinitionNode, OperationType, parse
 
+from transports.graphql.validation import DocumentValidator
 from transports.graphql.visibility import introspection_keys
 
 #: Operations the fast path executes (a subscription is refused by the view).
@@ -61,18 +56,11 @@ def pick_operation(
 class DocumentCache:
     """Prepared documents per (text, operation name), least recently used evicted first."""
 
-    def __init__(
-        self,
-        schema: GraphQLSchema,
-        rules: tuple[type[ASTValidationRule], ...],
-        *,
-        max_tokens: int,
-        maxsize: int,
-    ) -> None:
+    def __init__(self, validator: DocumentValidator, *, max_tokens: int, maxsize: int) -> None:
         if maxsize < 1:
             raise ValueError("DocumentCache needs room for at least one document")
-        self.schema = schema
-        self.rules = rules
+        self.validator = validator
+        self.schema = validator.schema
         self.max_tokens = max_tokens
         self.maxsize = maxsize
         self._entries: OrderedDict[tuple[str, str | None], PreparedDocument | None] = OrderedDict()
@@ -84,7 +72,7 @@ class DocumentCache:
         """Whether ``(text, operation name)`` is cached (prepared or left to the view)."""
         return key in self._entries
 
-    def get(self, query: str, operation_name: str | None) -> PreparedDocument | None:
+    async def get(self, query: str, operation_name: str | None) -> PreparedDocument | None:
         """The prepared document, or None when the view must answer the request."""
         if len(query) + len(operation_name or "") > MAX_CACHED_TEXT:
             return None
@@ -92,7 +80,7 @@ class DocumentCache:
         try:
             prepared = self._entries[key]
         except KeyError:
-            prepared = self.prepare(query, operation_name)
+            prepared = await anyio.to_thread.run_sync(self.prepare, query, operation_name)
             self._entries[key] = prepared
             if len(self._entries) > self.maxsize:
                 self._entries.popitem(last=False)
@@ -110,7 +98,7 @@ class DocumentCache:
                 return None
             if introspection_keys(document):
                 return None
-            if validate_document(self.schema, document, self.rules):
+            if self.validator.validate(document):
                 return None
         except Exception:  # whatever fails here, the view reports
             return None

@@ -17,7 +17,6 @@ the body already read replayed to it.
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -25,16 +24,16 @@ from inspect import isawaitable
 from typing import Any, TypeGuard, cast
 
 from graphql import ExecutionResult, GraphQLError, GraphQLSchema, execute
+from pydantic_core import from_json
 from starlette.types import Message, Receive, Scope, Send
 from strawberry.execution import optimized_is_awaitable
 from strawberry.http import GraphQLHTTPResponse
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from registry.invocation import request_id_from
 from registry.pipeline import Pipeline
 from registry.tracing import new_trace_id, response_traceparent, trace_id_from
 from transports.graphql.documents import DocumentCache, PreparedDocument
-from transports.graphql.errors import log_unexpected, shape
+from transports.graphql.errors import QuietExecutionContext, log_unexpected, shape
 from transports.graphql.resolvers import GraphQLContext, ResponseHeaders
 from transports.graphql.view import GraphQLView
 from transports.http import (
@@ -81,8 +80,9 @@ async def execute_prepared(
     variables: dict[str, Any] | None,
     context: GraphQLContext,
 ) -> ExecutionResult:
-    """Execute a prepared document as strawberry would (its execution context class and
-    awaitable check, no middleware: no extension of ours resolves fields)."""
+    """Execute a prepared document as strawberry would (our schema's execution context
+    class, strawberry's awaitable check, no middleware: no extension of ours resolves
+    fields)."""
     try:
         result = execute(
             schema,
@@ -90,7 +90,7 @@ async def execute_prepared(
             context_value=context,
             variable_values=variables,
             operation_name=prepared.operation_name,
-            executor_class=StrawberryGraphQLCoreExecutionContext,
+            executor_class=QuietExecutionContext,
             is_awaitable=IS_AWAITABLE,
             operation_extensions=None,
         )
@@ -128,7 +128,7 @@ class GraphQLEndpoint:
             await self.view(scope, receive, send)
             return
         messages, body = await self._read_body(receive)
-        fast = None if body is None else self._fast_request(body)
+        fast = None if body is None else await self._fast_request(body)
         if fast is None:
             await self.view(scope, _replay(messages, receive), send)
             return
@@ -153,11 +153,11 @@ class GraphQLEndpoint:
             return messages, messages[0].get("body", b"")
         return messages, b"".join(m.get("body", b"") for m in messages)
 
-    def _fast_request(self, body: bytes) -> FastRequest | None:
+    async def _fast_request(self, body: bytes) -> FastRequest | None:
         """What the fast path runs for ``body``, or None when the view must answer."""
         try:
-            data = json.loads(body)
-        except Exception:  # the view answers (or fails) as before
+            data = from_json(body)
+        except ValueError:  # not JSON, or nested too deeply: the view answers
             return None
         if type(data) is not dict:
             return None
@@ -171,7 +171,7 @@ class GraphQLEndpoint:
             or data.get("extensions") is not None
         ):
             return None
-        prepared = self.documents.get(query, operation_name)
+        prepared = await self.documents.get(query, operation_name)
         if prepared is None:
             return None
         return FastRequest(prepared, variables)

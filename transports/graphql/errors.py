@@ -20,6 +20,7 @@ from typing import Any
 import strawberry
 import structlog
 from graphql import GraphQLError, GraphQLSyntaxError, VariableDefinitionNode
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
@@ -156,10 +157,26 @@ def log_unexpected(errors: Iterable[GraphQLError], request_id: str | None) -> No
             )
 
 
+class QuietExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    """strawberry's execution context, whose errors suggest no names: a variable's
+    coercion error would otherwise ask "Did you mean" about fields the caller may not
+    see."""
+
+    @classmethod
+    def build(cls, *args: Any, **kwargs: Any) -> Any:
+        kwargs["hide_suggestions"] = True
+        return super().build(*args, **kwargs)
+
+
 class ProblemSchema(strawberry.Schema):
     """A strawberry schema whose results carry problem-shaped errors, whichever stage
     produced them (parsing, validation, a resolver), and which logs only unexpected
-    errors (refusals are the audit log's business, not the error log's)."""
+    errors (refusals are the audit log's business, not the error log's); its execution
+    suggests no names (``QuietExecutionContext``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("execution_context_class", QuietExecutionContext)
+        super().__init__(*args, **kwargs)
 
     async def execute(
         self,

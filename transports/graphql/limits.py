@@ -2,13 +2,16 @@
 
 One validation rule measures each operation in a single walk of the document: its field
 depth, its root fields (each one is a pipeline invocation, so this caps the batch a
-request can carry), its aliases and an estimated cost. The parser's token limit bounds
-the document before that; graphql-core's introspection depth rule bounds introspection,
-which can also be switched off. Errors carry ``extensions.code`` like every other error
-(``MALFORMED_REQUEST``, title "Query exceeds the server's limits").
+request can carry), its aliases and an estimated cost. Fragments count as they
+expand (a fragment spread twice counts twice) but are walked once each, so the walk takes
+time linear in the document and refuses a fragment bomb before anything expands it. The
+parser's token limit bounds the document before that; graphql-core's introspection depth
+rule bounds introspection, which can also be switched off. Errors carry
+``extensions.code`` like every other error (``MALFORMED_REQUEST``, title "Query exceeds
+the server's limits").
 
-The rules are assembled once per transport, as one tuple of classes, so that strawberry's
-validation cache (keyed by schema, document and rules) serves repeated queries.
+The rules are assembled once per transport (``validation.DocumentValidator`` runs the
+limits rule first, then the others).
 """
 
 from __future__ import annotations
@@ -120,12 +123,15 @@ def _list_levels(tp: GraphQLOutputType) -> int:
             return levels
 
 
-class _Measurer:
+class Measurer:
     """Measures operations of one document; fragments are measured once each."""
 
     def __init__(self, context: ValidationContext, limits: GraphQLLimits) -> None:
         self.context = context
         self.limits = limits
+        #: Selections visited so far: each selection of the document at most twice (a
+        #: fragment's are measured at the root and below it).
+        self.steps = 0
         self.fragments = {
             d.name.value: d
             for d in context.document.definitions
@@ -156,6 +162,7 @@ class _Measurer:
             raise _TooDeep
         total = Measure()
         for selection in selection_set.selections:
+            self.steps += 1
             if isinstance(selection, FieldNode):
                 total = total.plus(
                     self.field(selection, parent, at_root=at_root, depth=depth, nest=nesting)
@@ -188,9 +195,9 @@ class _Measurer:
         nest: int,
     ) -> Measure:
         if node.name.value.startswith("__"):
-            # __typename, and introspection (bounded by its own rule): free, but an alias
-            # is an alias
-            return Measure(aliases=1 if node.alias else 0)
+            # __typename, and introspection (bounded by its own rule, not measured inside):
+            # a field without depth
+            return Measure(cost=1, aliases=1 if node.alias else 0)
         if depth + 1 > self.limits.max_depth:
             raise _TooDeep
         definition = None
@@ -239,12 +246,17 @@ class _Measurer:
         return shifted
 
 
-def limits_rule(limits: GraphQLLimits) -> type[ASTValidationRule]:
-    """A validation rule that refuses documents beyond ``limits``."""
+def limits_rule(
+    limits: GraphQLLimits, walks: list[Measurer] | None = None
+) -> type[ASTValidationRule]:
+    """A validation rule that refuses documents beyond ``limits`` (each walk's measurer is
+    appended to ``walks``, when given, for tests to count its steps)."""
 
     class QueryLimitsRule(ValidationRule):
         def enter_document(self, node: DocumentNode, *_args: Any) -> VisitorAction:
-            measurer = _Measurer(self.context, limits)
+            measurer = Measurer(self.context, limits)
+            if walks is not None:
+                walks.append(measurer)
             aliases = 0
             for definition in node.definitions:
                 if not isinstance(definition, OperationDefinitionNode):
@@ -332,12 +344,10 @@ _REPLACED: dict[type[ASTValidationRule], type[ASTValidationRule]] = {
 }
 
 
-def validation_rules(
-    limits: GraphQLLimits, *, introspection: bool
-) -> tuple[type[ASTValidationRule], ...]:
-    """Every rule a document must pass, built once per endpoint."""
+def validation_rules(*, introspection: bool) -> tuple[type[ASTValidationRule], ...]:
+    """Every rule a document within the limits must pass, built once per endpoint."""
     rules = [_REPLACED.get(rule, rule) for rule in specified_rules]
-    rules += [MaxIntrospectionDepthRule, limits_rule(limits)]
+    rules.append(MaxIntrospectionDepthRule)
     if not introspection:
         rules.append(IntrospectionDisabledRule)
     return tuple(rules)

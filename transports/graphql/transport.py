@@ -18,17 +18,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from starlette.routing import Route
-from strawberry.extensions import MaxTokensLimiter, ParserCache, ValidationCache
+from strawberry.extensions import MaxTokensLimiter, ParserCache
 
 from registry.pipeline import Pipeline
 from registry.registry import Registry
 from transports.graphql.documents import DocumentCache
 from transports.graphql.endpoint import GraphQLEndpoint
 from transports.graphql.errors import ProblemSchema
-from transports.graphql.limits import GraphQLLimits, validation_rules
+from transports.graphql.limits import GraphQLLimits
 from transports.graphql.resolvers import install_direct_resolvers, resolver_for
 from transports.graphql.schema import ExtensionFactory, TypeMapper, build_schema, root_fields
-from transports.graphql.view import GraphQLView, Rules
+from transports.graphql.validation import DocumentValidator
+from transports.graphql.view import GraphQLView, Validation
 from transports.graphql.visibility import IntrospectionFilter, Visibility
 
 DEFAULT_CACHE_SIZE = 256
@@ -38,8 +39,10 @@ class GraphQLTransport:
     """The GraphQL endpoint for every operation of the pipeline's registry.
 
     ``introspection`` should be off in production (clients then work from the SDL that
-    ``specops graphql-schema`` prints); ``graphiql`` serves the GraphiQL page on a
-    browser's GET (it needs introspection, and loads its assets from a CDN).
+    ``specops graphql-schema`` prints), and so should ``suggestions`` (validation errors
+    that suggest names, "Did you mean ...?", shown only to callers who may see every
+    operation); ``graphiql`` serves the GraphiQL page on a browser's GET (it needs
+    introspection, and loads its assets from a CDN).
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class GraphQLTransport:
         *,
         path: str = "/graphql",
         introspection: bool = True,
+        suggestions: bool = False,
         graphiql: bool = False,
         limits: GraphQLLimits | None = None,
         cache_size: int = DEFAULT_CACHE_SIZE,
@@ -55,16 +59,20 @@ class GraphQLTransport:
         self.pipeline = pipeline
         self.path = path
         self.limits = limits or GraphQLLimits()
-        self.rules = validation_rules(self.limits, introspection=introspection)
+        self.suggestions = suggestions
+        self._parser_cache_size = cache_size
         self.schema = build_schema(
             pipeline.registry,
             resolver_for,
-            extensions=self._extensions(cache_size),
+            extensions=self._extensions(),
             schema_class=ProblemSchema,
         )
         roots = [root for root, _ in root_fields(pipeline.registry, TypeMapper())]
         install_direct_resolvers(self.schema._schema, roots)
         self.visibility = Visibility(self.schema._schema, {r.name: r.operation for r in roots})
+        self.validator = DocumentValidator(
+            self.schema._schema, self.limits, introspection=introspection, cache_size=cache_size
+        )
         self.view = GraphQLView(
             self.schema,
             pipeline,
@@ -72,8 +80,7 @@ class GraphQLTransport:
             max_body_bytes=self.limits.max_body_bytes,
         )
         self.documents = DocumentCache(
-            self.schema._schema,
-            self.rules,
+            self.validator,
             max_tokens=self.limits.max_tokens,
             maxsize=cache_size,
         )
@@ -84,14 +91,16 @@ class GraphQLTransport:
             max_body_bytes=self.limits.max_body_bytes,
         )
 
-    def _extensions(self, cache_size: int) -> Iterable[ExtensionFactory]:
-        rules, max_tokens = self.rules, self.limits.max_tokens
+    def _extensions(self) -> Iterable[ExtensionFactory]:
+        """The view's extensions, made per request (they read this transport's validator
+        and visibility, built after the schema)."""
         return (
             lambda: IntrospectionFilter(self.visibility, self.pipeline),
-            lambda: MaxTokensLimiter(max_token_count=max_tokens),
-            lambda: ParserCache(maxsize=cache_size),
-            lambda: Rules(rules),
-            lambda: ValidationCache(maxsize=cache_size),
+            lambda: MaxTokensLimiter(max_token_count=self.limits.max_tokens),
+            lambda: ParserCache(maxsize=self._parser_cache_size),
+            lambda: Validation(
+                self.validator, self.visibility, self.pipeline, suggestions=self.suggestions
+            ),
         )
 
     def routes(self) -> list[Route]:

@@ -2,20 +2,21 @@
 GET queries, GraphiQL, introspection, documents that fail to parse or validate, batches,
 bodies that are not JSON or too large, and the websocket handshake (refused).
 
-Requests that cannot be executed at all (not JSON, no query, a batch, too large, a
-mutation over GET) answer their HTTP status with a GraphQL-shaped body whose error has
-``extensions.code``; they, and documents no field of which ran, are audited once each
-against the endpoint (operation key ``graphql``).
+Requests that cannot be executed at all (not JSON, JSON nested too deeply, no query, a
+batch, too large, a mutation over GET) answer their HTTP status with a GraphQL-shaped
+body whose error has ``extensions.code``; they, and documents no field of which ran,
+are audited once each against the endpoint (operation key ``graphql``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import strawberry
 from cross_web import HTTPException
-from graphql import ASTValidationRule, GraphQLError
+from graphql import GraphQLError
+from pydantic_core import from_json
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
@@ -31,23 +32,50 @@ from registry.pipeline import Pipeline
 from registry.tracing import new_trace_id, response_traceparent, trace_id_from
 from transports.graphql.errors import problem_extensions
 from transports.graphql.resolvers import GraphQLContext
+from transports.graphql.validation import DocumentValidator
+from transports.graphql.visibility import Visibility
 from transports.http import bearer_credentials, client_address, json_bytes
+
+#: What answers a body (or ``variables`` parameter) nested deeper than the JSON parser's
+#: limit, as REST answers one.
+TOO_DEEP = "The request's JSON nests too deeply"
 
 
 class _BodyTooLarge(Exception):
     pass
 
 
-class Rules(SchemaExtension):
-    """Runs validation with exactly ``rules`` (the same tuple on every request, which
-    keeps the validation cache's key stable)."""
+class Validation(SchemaExtension):
+    """Validates the document with the endpoint's ``DocumentValidator`` (cached, on a
+    worker thread). With ``suggestions`` on, a caller who may see every operation gets
+    errors that suggest names; every other caller gets none."""
 
-    def __init__(self, rules: tuple[type[ASTValidationRule], ...]) -> None:
-        self.rules = rules
+    def __init__(
+        self,
+        validator: DocumentValidator,
+        visibility: Visibility,
+        pipeline: Pipeline,
+        *,
+        suggestions: bool,
+    ) -> None:
+        self.validator = validator
+        self.visibility = visibility
+        self.pipeline = pipeline
+        self.suggestions = suggestions
 
-    def on_operation(self) -> Iterator[None]:
-        self.execution_context.validation_rules = self.rules
+    async def on_validate(self) -> AsyncIterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        assert document is not None  # strawberry validates parsed documents only
+        errors = await self.validator.errors(document)
+        if errors and self.suggestions and await self._sees_everything(context.context):
+            errors = await self.validator.errors(document, suggestions=True)
+        context.pre_execution_errors = errors
         yield
+
+    async def _sees_everything(self, graphql_context: Any) -> bool:
+        credentials = getattr(graphql_context, "credentials", None)
+        return not await self.visibility.hidden_for(self.pipeline, credentials)
 
 
 def _status_spec(status: int, reason: str) -> ErrorSpec:
@@ -196,6 +224,16 @@ class GraphQLView(GraphQL[GraphQLContext, None]):
             trace_id=context.trace_id,
             credentials=context.credentials,
         )
+
+    def decode_json(self, data: str | bytes) -> object:
+        """JSON parsed as REST parses it (pydantic's parser, whose nesting limit refuses a
+        deeply nested body as malformed rather than exhausting the stack)."""
+        try:
+            return from_json(data)
+        except ValueError as exc:
+            if "recursion limit" in str(exc):
+                raise HTTPException(400, TOO_DEEP) from None
+            raise HTTPException(400, "Unable to parse request body as JSON") from None
 
     def encode_json(self, data: object) -> bytes:
         return json_bytes(data)

@@ -8,7 +8,7 @@ remaining root field reaches.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -24,7 +24,6 @@ from graphql import (
     GraphQLUnionType,
     InlineFragmentNode,
     OperationDefinitionNode,
-    SelectionSetNode,
     get_named_type,
 )
 from strawberry.extensions import SchemaExtension
@@ -38,32 +37,37 @@ BUILT_IN_SCALARS = frozenset({"String", "Boolean", "Int", "Float", "ID"})
 ROOT_TYPES = ("Query", "Mutation")
 
 
-def _root_selections(
-    selection_set: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode]
-) -> Iterable[FieldNode]:
-    for selection in selection_set.selections:
-        if isinstance(selection, FieldNode):
-            yield selection
-        elif isinstance(selection, InlineFragmentNode):
-            yield from _root_selections(selection.selection_set, fragments)
-        elif isinstance(selection, FragmentSpreadNode):
-            fragment = fragments.get(selection.name.value)
-            if fragment is not None:
-                yield from _root_selections(fragment.selection_set, fragments)
+def root_selections(document: DocumentNode) -> Iterator[FieldNode]:
+    """The fields selected at the root of the document's operations, through inline
+    fragments and fragment spreads; each fragment is entered once, however often it is
+    spread (a field selected through several spreads is yielded once)."""
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    pending = [
+        d.selection_set for d in document.definitions if isinstance(d, OperationDefinitionNode)
+    ]
+    entered: set[str] = set()
+    while pending:
+        for selection in pending.pop().selections:
+            if isinstance(selection, FieldNode):
+                yield selection
+            elif isinstance(selection, InlineFragmentNode):
+                pending.append(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                fragment = fragments.get(name)
+                if fragment is not None and name not in entered:
+                    entered.add(name)
+                    pending.append(fragment.selection_set)
 
 
 def introspection_keys(document: DocumentNode) -> dict[str, str]:
     """Response key -> ``__schema``/``__type`` for the document's introspection fields."""
-    fragments = {
-        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-    }
     keys: dict[str, str] = {}
-    for definition in document.definitions:
-        if not isinstance(definition, OperationDefinitionNode):
-            continue
-        for field in _root_selections(definition.selection_set, fragments):
-            if field.name.value in INTROSPECTION_FIELDS:
-                keys[field.alias.value if field.alias else field.name.value] = field.name.value
+    for field in root_selections(document):
+        if field.name.value in INTROSPECTION_FIELDS:
+            keys[field.alias.value if field.alias else field.name.value] = field.name.value
     return keys
 
 

@@ -9,6 +9,10 @@ In front of the SDK's session manager sit two checks, in this order:
    and ``WWW-Authenticate: Bearer``. An accepted key also binds a stateful session to
    that key, so a session id is useless with another key.
 
+A POST whose body is not JSON (or nests too deeply) is answered by the SDK with a JSON-RPC
+parse error (400); it never names a tool, so it is audited here against the endpoint
+(``MALFORMED_REQUEST``), like a refused credential.
+
 Each ``tools/call`` then reads its credentials, ``Idempotency-Key``, ``X-Request-Id`` and
 ``traceparent`` from the HTTP request that carried it (``ctx.request``), never from shared
 state.
@@ -33,10 +37,11 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.lowlevel.server import lifespan as default_lifespan
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from pydantic_core import from_json
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from policy.actor import Actor
 from registry.errors import CATALOGUE, OperationError, Problem
@@ -78,6 +83,17 @@ def _session_owner(actor: Actor) -> AuthenticatedUser:
             subject=f"{actor.tenant_id}/{actor.id}",
         )
     )
+
+
+def _json_error(body: bytes) -> OperationError | None:
+    """Why ``body`` is not JSON, as REST says it; None when it is."""
+    try:
+        from_json(body)
+    except ValueError as exc:
+        if "recursion limit" in str(exc):
+            return CATALOGUE.MALFORMED_REQUEST("The body nests too deeply")
+        return CATALOGUE.MALFORMED_REQUEST("The body is not valid JSON")
+    return None
 
 
 class McpHttp:
@@ -176,11 +192,45 @@ class McpHttp:
                 return
             if not self.manager.stateless:  # only a stateful session has an owner
                 scope["user"] = _session_owner(actor)
-        json_posts = self._json_posts
-        if json_posts is not None and json_posts.serves(scope):
-            await json_posts(scope, receive, send)
+        if scope["method"] == "POST":
+            await self._post(request, scope, receive, send)
             return
         await self.manager.handle_request(scope, receive, send)
+
+    async def _post(self, request: Request, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a POST, and audit it when it is refused for a body that is not JSON."""
+        chunks: list[bytes] = []
+        status = 0
+
+        async def receiving() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                chunks.append(message.get("body", b""))
+            return message
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        json_posts = self._json_posts
+        if json_posts is not None and json_posts.serves(scope):
+            await json_posts(scope, receiving, sending)
+        else:
+            await self.manager.handle_request(scope, receiving, sending)
+        if status == 400:
+            error = _json_error(b"".join(chunks))
+            if error is not None:
+                await self.pipeline.record_refusal(
+                    transport="mcp",
+                    endpoint="mcp",
+                    error=error,
+                    request_id=request_id_from(request.headers.get("x-request-id")),
+                    client=client_address(request),
+                    trace_id=trace_id_from(request.headers.get("traceparent")),
+                    credentials=bearer_credentials(request),
+                )
 
     async def _audit_refusal(
         self, request: Request, response: Response, error: OperationError

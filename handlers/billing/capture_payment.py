@@ -112,8 +112,8 @@ class CapturePaymentHandler:
             if hold.key != key:  # yet another capture's outcome turned out unknown meanwhile
                 await self.store.outcome_unknown(tenant, invoice.id, hold.key)
                 raise self._in_progress(invoice.id)
-        try:
-            charge = await self._charge(capture, hold)
+        try:  # this capture's own hold; kept before 0005, it may lack the method
+            charge = await self._charge(capture, CaptureHold(key, method))
         except NotCharged as exc:
             raise _refusal(exc) from None
         return PaymentResult(

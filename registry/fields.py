@@ -14,8 +14,10 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, StringConstraints
+from pydantic_core import PydanticCustomError
 
 from audit.redaction import Sensitive as Sensitive
+from registry.money import CURRENCIES
 
 NO_NUL = r"^[^\x00]*$"
 
@@ -57,15 +59,25 @@ def page_cursor() -> Any:
     return Field(None, max_length=200, pattern=r"^[A-Za-z0-9_=-]*$", description="From nextCursor")
 
 
-def _lower(value: str) -> str:
-    return value.lower()
+def _supported_currency(value: str) -> str:
+    code = value.lower()
+    if code not in CURRENCIES:
+        raise PydanticCustomError(
+            "currency_unsupported",
+            "{currency} is not a currency Stripe supports",
+            {"currency": value.upper()},
+        )
+    return code
 
 
 Currency = Annotated[
     str,
     StringConstraints(pattern=r"^[A-Za-z]{3}$"),
-    AfterValidator(_lower),
-    Field(description="ISO 4217 currency code, e.g. usd", examples=["usd"]),
+    AfterValidator(_supported_currency),
+    Field(
+        description="ISO 4217 code of a currency Stripe supports, any case, e.g. usd",
+        examples=["usd"],
+    ),
 ]
 
 PositiveAmount = Annotated[

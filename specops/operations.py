@@ -40,7 +40,12 @@ def build_registry(
     install_op(registry, system.Ping, ping)
 
     invoices = InvoiceHandlers(InvoiceStore(db))
-    stripe = StripeGateway(settings.stripe_secret_key, api_base=settings.stripe_api_base)
+    stripe = StripeGateway(
+        settings.stripe_secret_key,
+        api_base=settings.stripe_api_base,
+        timeout_seconds=settings.stripe_timeout_seconds,
+        max_network_retries=settings.stripe_max_network_retries,
+    )
     install_resource(registry, "invoice", invoices.load_invoice, not_found=INVOICE_NOT_FOUND)
     install_op(registry, billing.CreateInvoice, invoices.create_invoice)
     install_op(registry, billing.GetInvoice, invoices.get_invoice)

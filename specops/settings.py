@@ -25,6 +25,12 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("STRIPE_WEBHOOK_SECRET")
     )
     stripe_api_base: str | None = Field(None, validation_alias=AliasChoices("STRIPE_API_BASE"))
+    stripe_timeout_seconds: float = Field(
+        20.0, gt=0, description="How long the Stripe client waits for an answer"
+    )
+    stripe_max_network_retries: int = Field(
+        2, ge=0, le=10, description="Retries of a Stripe request, under the same idempotency key"
+    )
     environment: Literal["development", "production", "test"] = "development"
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData(
@@ -57,6 +58,10 @@ invoices = Table(
     Column("transaction_id", String(255), nullable=True),
     # The Stripe idempotency key of the capture that moved it to processing (0004).
     Column("capture_key", String(64), nullable=True),
+    # That capture's payment method, while it holds the invoice (0005).
+    Column("capture_method", String(255), nullable=True),
+    # Its Stripe request got no answer: it may have charged (0005).
+    Column("capture_outcome_unknown", Boolean, nullable=False, server_default=false()),
     Column("paid_at", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from handlers.billing.invoices_store import InvoiceStore
+from handlers.billing.invoices_store import CaptureHold, InvoiceStore
 from handlers.billing.stripe_gateway import (
+    ChargeOutcomeUnknown,
+    ChargeResult,
+    NotCharged,
     PaymentDeclined,
     PaymentMethodUnusable,
     StripeGateway,
 )
 from registry.context import Context
+from registry.errors import CATALOGUE, OperationError
 from registry.money import to_minor
 from specs.billing.capture_payment import CapturePayment, CapturePaymentInput, PaymentResult
 from specs.billing.errors import (
@@ -30,9 +36,9 @@ log = structlog.get_logger("specops.billing")
 
 OPEN, PROCESSING, PAID = InvoiceStatus.OPEN, InvoiceStatus.PROCESSING, InvoiceStatus.PAID
 
-#: How long an invoice stays processing, unmoved, before the same capture (same payment
-#: method and amount) may take it over: its process is then taken to have crashed. Twice
-#: the contract's deadline, after which a live capture has given the invoice back.
+#: How long an invoice stays processing, unmoved, before another capture may take it over:
+#: its process is then taken to have crashed. Twice the contract's deadline, by which a
+#: live capture has recorded Stripe's answer, or that none came.
 STALLED_CAPTURE_SECONDS = 2 * CapturePayment.timeout_seconds
 
 
@@ -58,11 +64,18 @@ def charge_metadata(tenant_id: str, invoice_id: str) -> dict[str, str]:
 class CapturePaymentHandler:
     """Policy has already loaded the invoice and checked the caller owns it.
 
-    The invoice moves open -> processing atomically before Stripe is called, so two
-    concurrent captures cannot both charge; a decline or failure moves it back to open.
-    An invoice left processing by a crashed process is taken over by a retry of the same
-    capture once it has stalled for ``stalled_seconds``: that retry sends Stripe the same
-    request under the same idempotency key, so the charge is made (or found) once.
+    The invoice moves open -> processing atomically before Stripe is called, held by the
+    capture's Stripe idempotency key and payment method, so two captures cannot both
+    charge. Then, by Stripe's answer: charged, the invoice is paid; refused (declined,
+    unusable method) or never asked, it is given back (open); no answer (timeout, dropped
+    connection, 5xx), it stays held, marked unknown, since Stripe may have charged, and
+    the caller gets a retryable PAYMENT_IN_PROGRESS.
+
+    The next capture of an invoice whose outcome is unknown, or whose capture has stalled
+    for ``stalled_seconds`` (its process crashed), takes the hold over and first sends
+    Stripe the held request again, under its idempotency key: Stripe answers with the
+    charge it made, or makes it now. Only if that request charged nothing may another
+    payment method be charged.
     """
 
     def __init__(
@@ -89,55 +102,133 @@ class CapturePaymentHandler:
                 f"Invoice {invoice.id} is for {invoice.view().amount} {invoice.currency.upper()}"
             )
         self.stripe.client()  # fail fast, before locking the invoice, when unconfigured
-        key = stripe_idempotency_key(tenant, invoice.id, data.payment_method_id, minor)
-        stalled_before = datetime.now(UTC) - timedelta(seconds=self.stalled_seconds)
-        if not await self.store.start_capture(
-            tenant, invoice.id, key, stalled_before=stalled_before
-        ):
-            current = await self.store.get(tenant, invoice.id)
-            if current is not None and current.status is PAID:
-                raise INVOICE_ALREADY_PAID(f"Invoice {invoice.id} was paid")
-            raise PAYMENT_IN_PROGRESS(
-                f"A payment for invoice {invoice.id} is in progress. Should it stall, the "
-                f"same payment (same payment method) may be retried once it has not moved "
-                f"for {self.stalled_seconds:g} s"
-            )
-        settled = False
-        try:
-            charge = await self.stripe.charge(
-                amount_minor=minor,
-                currency=data.currency,
-                payment_method_id=data.payment_method_id,
-                idempotency_key=key,
-                metadata=charge_metadata(tenant, invoice.id),
-            )
-            if charge.status == "succeeded":
-                # From open too: the money is taken, even if this capture stalled and a
-                # retry of it failed and gave the invoice back meanwhile.
-                settled = await self.store.transition(
-                    tenant, invoice.id, from_status=(PROCESSING, OPEN), to_status=PAID,
-                    transaction_id=charge.transaction_id,
-                )  # fmt: skip
-                if not settled:
-                    log.error(
-                        "capture_succeeded_on_a_paid_invoice",
-                        invoice_id=invoice.id,
-                        transaction_id=charge.transaction_id,
-                    )
-            elif charge.status == "processing":
-                # Stripe settles it later; the webhook issue will move it to paid.
-                settled = True
-        except PaymentDeclined as exc:
-            raise CARD_DECLINED(str(exc)) from None
-        except PaymentMethodUnusable as exc:
-            raise PAYMENT_METHOD_INVALID(str(exc)) from None
-        finally:
-            if not settled:
-                await self.store.transition(
-                    tenant, invoice.id, from_status=PROCESSING, to_status=OPEN
-                )
+        method = data.payment_method_id
+        capture = Capture(tenant, invoice.id, minor, data.currency)
+        key = stripe_idempotency_key(tenant, invoice.id, method, minor)
+        hold = await self._hold(capture, key, method)
+        if hold.key != key:
+            await self._settle_earlier(capture, hold)
+            hold = await self._hold(capture, key, method)
+            if hold.key != key:  # yet another capture's outcome turned out unknown meanwhile
+                await self.store.outcome_unknown(tenant, invoice.id, hold.key)
+                raise self._in_progress(invoice.id)
+        try:  # this capture's own hold; kept before 0005, it may lack the method
+            charge = await self._charge(capture, CaptureHold(key, method))
+        except NotCharged as exc:
+            raise _refusal(exc) from None
         return PaymentResult(
             transaction_id=charge.transaction_id,
             status=charge.status,
             receipt_url=charge.receipt_url,
         )
+
+    async def _hold(self, capture: Capture, key: str, method: str) -> CaptureHold:
+        """The invoice's hold: this capture's, or an earlier one's taken over."""
+        stalled_before = datetime.now(UTC) - timedelta(seconds=self.stalled_seconds)
+        hold = await self.store.start_capture(
+            capture.tenant_id, capture.invoice_id, key, method, stalled_before=stalled_before
+        )
+        if hold is not None:
+            return hold
+        current = await self.store.get(capture.tenant_id, capture.invoice_id)
+        if current is not None and current.status is PAID:
+            raise INVOICE_ALREADY_PAID(
+                f"Invoice {capture.invoice_id} was paid ({current.transaction_id})"
+            )
+        raise self._in_progress(capture.invoice_id)
+
+    async def _settle_earlier(self, capture: Capture, hold: CaptureHold) -> None:
+        """Learn what an earlier capture, whose hold this one took over, did: send Stripe
+        its very request again. Returns only if it charged nothing (the invoice is then
+        open again); raises what the caller must be told otherwise."""
+        if hold.method is None:  # held before its payment method was kept: cannot resend
+            await self.store.outcome_unknown(capture.tenant_id, capture.invoice_id, hold.key)
+            raise PAYMENT_IN_PROGRESS(
+                f"A payment for invoice {capture.invoice_id} may have gone through; only "
+                f"the same payment retried (same payment method) can settle it"
+            )
+        try:
+            earlier = await self._charge(capture, hold)
+        except NotCharged:
+            return
+        if earlier.status == "succeeded":
+            raise INVOICE_ALREADY_PAID(
+                f"Invoice {capture.invoice_id} was paid by an earlier payment "
+                f"({earlier.transaction_id})"
+            )
+        if earlier.status == "processing":
+            raise self._in_progress(capture.invoice_id)
+
+    async def _charge(self, capture: Capture, hold: CaptureHold) -> ChargeResult:
+        """Send Stripe the held capture's request, and record its outcome on the invoice:
+        paid, given back (raising ``NotCharged``), or held with the outcome unknown
+        (raising PAYMENT_IN_PROGRESS)."""
+        assert hold.method is not None
+        tenant, invoice_id = capture.tenant_id, capture.invoice_id
+        try:
+            charge = await self.stripe.charge(
+                amount_minor=capture.amount_minor,
+                currency=capture.currency,
+                payment_method_id=hold.method,
+                idempotency_key=hold.key,
+                metadata=charge_metadata(tenant, invoice_id),
+            )
+        except NotCharged:
+            await self.store.release(tenant, invoice_id, hold.key)
+            raise
+        except ChargeOutcomeUnknown:
+            await self.store.outcome_unknown(tenant, invoice_id, hold.key)
+            raise PAYMENT_IN_PROGRESS(
+                f"Stripe did not answer the payment of invoice {invoice_id}, so whether it "
+                f"went through is not known yet. The invoice stays held: retry, with any "
+                f"payment method, to settle it; nothing is charged twice"
+            ) from None
+        except asyncio.CancelledError:  # the deadline passed while Stripe was asked
+            await self.store.outcome_unknown(tenant, invoice_id, hold.key)
+            raise
+        if charge.status == "succeeded":
+            await self._paid(capture, charge)
+        elif charge.status != "processing":  # Stripe settles "processing" later (webhook)
+            await self.store.release(tenant, invoice_id, hold.key)
+        return charge
+
+    async def _paid(self, capture: Capture, charge: ChargeResult) -> None:
+        # From open too: the money is taken, whatever happened to the hold meanwhile.
+        if await self.store.transition(
+            capture.tenant_id, capture.invoice_id, from_status=(PROCESSING, OPEN),
+            to_status=PAID, transaction_id=charge.transaction_id,
+        ):  # fmt: skip
+            return
+        current = await self.store.get(capture.tenant_id, capture.invoice_id)
+        if current is None or current.transaction_id != charge.transaction_id:
+            log.error(
+                "capture_succeeded_on_a_paid_invoice",
+                invoice_id=capture.invoice_id,
+                transaction_id=charge.transaction_id,
+            )
+
+    def _in_progress(self, invoice_id: str) -> OperationError:
+        return PAYMENT_IN_PROGRESS(
+            f"A payment for invoice {invoice_id} is in progress. Retry once it has "
+            f"finished, or, should it stall, after {self.stalled_seconds:g} s: the retry "
+            f"then settles it with Stripe first"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """What every Stripe request of one invoice's captures shares."""
+
+    tenant_id: str
+    invoice_id: str
+    amount_minor: int
+    currency: str
+
+
+def _refusal(exc: NotCharged) -> OperationError:
+    """The caller's answer when Stripe charged nothing."""
+    if isinstance(exc, PaymentDeclined):
+        return CARD_DECLINED(str(exc))
+    if isinstance(exc, PaymentMethodUnusable):
+        return PAYMENT_METHOD_INVALID(str(exc))
+    return CATALOGUE.UPSTREAM_UNAVAILABLE(str(exc))

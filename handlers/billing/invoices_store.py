@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import or_, select, update
 
 from registry.money import to_major
 from specs.billing.models import Invoice, InvoiceStatus
@@ -58,6 +58,15 @@ class InvoiceRow:
             paid_at=self.paid_at,
             created_at=self.created_at,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureHold:
+    """The capture holding a processing invoice: its Stripe idempotency key, and the
+    payment method its request sends (None for a hold taken before migration 0005)."""
+
+    key: str
+    method: str | None
 
 
 class InvoiceStore:
@@ -139,26 +148,91 @@ class InvoiceStore:
         return cursors.split(rows, limit)
 
     async def start_capture(
-        self, tenant_id: str, invoice_id: str, capture_key: str, *, stalled_before: datetime
-    ) -> bool:
-        """Move an open invoice to processing for the capture ``capture_key`` (its Stripe
-        idempotency key), atomically; or take over a processing invoice whose capture has
-        the same key and has not moved since ``stalled_before`` (its process crashed: the
-        same key sends Stripe the same request, which it answers once). False otherwise."""
+        self,
+        tenant_id: str,
+        invoice_id: str,
+        capture_key: str,
+        method: str,
+        *,
+        stalled_before: datetime,
+    ) -> CaptureHold | None:
+        """Hold the invoice for the capture ``capture_key`` (its Stripe idempotency key)
+        paying with ``method``, atomically: an open invoice moves to processing. A
+        processing invoice is taken over when its capture's outcome is unknown, or when it
+        has not moved since ``stalled_before`` (its process crashed).
+
+        Returns the hold the caller now has: its own, or the earlier capture's when it
+        took that over (whose request must go to Stripe again before anything else). None
+        when a capture still under way holds it, or it is neither open nor processing."""
         now = datetime.now(UTC)
-        open_ = t.c.status == InvoiceStatus.OPEN.value
-        stalled = and_(
-            t.c.status == InvoiceStatus.PROCESSING.value,
-            t.c.capture_key == capture_key,
-            t.c.updated_at < stalled_before,
+        this = (t.c.tenant_id == tenant_id) & (t.c.id == invoice_id)
+        async with self.db.begin() as conn:
+            opened = await conn.execute(
+                update(t)
+                .where(this, t.c.status == InvoiceStatus.OPEN.value)
+                .values(
+                    status=InvoiceStatus.PROCESSING.value,
+                    capture_key=capture_key,
+                    capture_method=method,
+                    capture_outcome_unknown=False,
+                    updated_at=now,
+                )
+            )
+            if opened.rowcount:
+                return CaptureHold(capture_key, method)
+            row = (
+                await conn.execute(
+                    select(t.c.status, t.c.capture_key, t.c.capture_method).where(this)
+                )
+            ).first()
+            if row is None or row.status != InvoiceStatus.PROCESSING.value or not row.capture_key:
+                return None
+            taken = await conn.execute(
+                update(t)
+                .where(
+                    this,
+                    t.c.status == InvoiceStatus.PROCESSING.value,
+                    t.c.capture_key == row.capture_key,
+                    or_(t.c.capture_outcome_unknown.is_(True), t.c.updated_at < stalled_before),
+                )
+                .values(capture_outcome_unknown=False, updated_at=now)
+            )
+        return CaptureHold(row.capture_key, row.capture_method) if taken.rowcount else None
+
+    async def outcome_unknown(self, tenant_id: str, invoice_id: str, capture_key: str) -> bool:
+        """Mark the invoice's capture ``capture_key`` as ended without Stripe's answer: the
+        invoice stays held, and the next capture may take it over at once."""
+        return await self._update_hold(
+            tenant_id, invoice_id, capture_key, {"capture_outcome_unknown": True}
         )
+
+    async def release(self, tenant_id: str, invoice_id: str, capture_key: str) -> bool:
+        """Give the invoice held by the capture ``capture_key`` back (open): Stripe charged
+        nothing. False if another capture holds it, or none."""
+        return await self._update_hold(
+            tenant_id,
+            invoice_id,
+            capture_key,
+            {
+                "status": InvoiceStatus.OPEN.value,
+                "capture_method": None,
+                "capture_outcome_unknown": False,
+            },
+        )
+
+    async def _update_hold(
+        self, tenant_id: str, invoice_id: str, capture_key: str, values: dict[str, Any]
+    ) -> bool:
         async with self.db.begin() as conn:
             result = await conn.execute(
                 update(t)
-                .where(t.c.tenant_id == tenant_id, t.c.id == invoice_id, or_(open_, stalled))
-                .values(
-                    status=InvoiceStatus.PROCESSING.value, capture_key=capture_key, updated_at=now
+                .where(
+                    t.c.tenant_id == tenant_id,
+                    t.c.id == invoice_id,
+                    t.c.status == InvoiceStatus.PROCESSING.value,
+                    t.c.capture_key == capture_key,
                 )
+                .values(**values, updated_at=datetime.now(UTC))
             )
         return bool(result.rowcount)
 
@@ -180,6 +254,8 @@ class InvoiceStore:
             values["transaction_id"] = transaction_id
         if to_status is InvoiceStatus.PAID:
             values["paid_at"] = now
+        if to_status is not InvoiceStatus.PROCESSING:
+            values.update(capture_method=None, capture_outcome_unknown=False)
         async with self.db.begin() as conn:
             result = await conn.execute(
                 update(t)

@@ -20,6 +20,7 @@ from tests.support.api import (
     get_invoice,
     headers,
     intents_for,
+    new_card,
     new_user,
     one_audit,
     rid,
@@ -64,10 +65,18 @@ async def test_happy_path_pays_the_invoice(stack: Stack) -> None:
 
 
 async def crashed_capture(
-    stack: Stack, tenant: str, invoice: dict[str, Any], method: str, *, seconds_ago: float
+    stack: Stack,
+    tenant: str,
+    invoice: dict[str, Any],
+    method: str,
+    *,
+    seconds_ago: float,
+    kept_method: bool = True,
 ) -> None:
-    """Leave ``invoice`` as a process that crashed mid-capture would: processing, holding
-    the capture's Stripe idempotency key, unmoved for ``seconds_ago``."""
+    """Leave ``invoice`` as a process that crashed mid-capture (before its request reached
+    Stripe) would: processing, holding the capture's Stripe idempotency key and payment
+    method (unless ``kept_method`` is False, as before migration 0005), unmoved for
+    ``seconds_ago``."""
     key = stripe_idempotency_key(tenant, invoice["id"], method, invoice["amountMinor"])
     async with stack.db.begin() as conn:
         await conn.execute(
@@ -76,6 +85,7 @@ async def crashed_capture(
             .values(
                 status="processing",
                 capture_key=key,
+                capture_method=method if kept_method else None,
                 updated_at=datetime.now(UTC) - timedelta(seconds=seconds_ago),
             )
         )
@@ -92,12 +102,16 @@ class Retry:
     answer: httpx.Response
 
 
-async def retry_after_crash(stack: Stack, *, seconds_ago: float, method: str) -> Retry:
+async def retry_after_crash(
+    stack: Stack, *, seconds_ago: float, method: str, kept_method: bool = True
+) -> Retry:
     """A new invoice whose capture with ``pm_card_visa`` crashed ``seconds_ago``, and a
     capture of it with ``method`` now."""
     tenant, alice = await new_user(stack)
     invoice = await create_invoice(stack, alice)
-    await crashed_capture(stack, tenant, invoice, "pm_card_visa", seconds_ago=seconds_ago)
+    await crashed_capture(
+        stack, tenant, invoice, "pm_card_visa", seconds_ago=seconds_ago, kept_method=kept_method
+    )
     request_id = rid()
     async with stack.client(alice) as http:
         answer = await http.post(
@@ -115,12 +129,28 @@ async def test_a_stalled_capture_is_settled_by_the_same_capture_retried(stack: S
     await one_audit(stack, retry.request_id, outcome="OK", status=200, tenant_id=retry.tenant)
 
 
-async def test_a_stalled_capture_is_not_taken_over_by_another_payment_method(
+async def test_another_payment_method_settles_a_stalled_capture_first(stack: Stack) -> None:
+    """Its charge may have gone through: the stalled capture's own request goes to Stripe
+    again, under its idempotency key, and Stripe makes that charge (or answers with the one
+    it made). The other card is not charged."""
+    other_card = await new_card(stack)
+    retry = await retry_after_crash(stack, seconds_ago=120, method=other_card)
+    body = assert_problem(
+        retry.answer, 409, "INVOICE_ALREADY_PAID", request_id=retry.request_id, retryable=False
+    )
+    [intent] = await intents_for(stack, retry.invoice["id"])
+    assert intent["status"] == "succeeded" and intent["id"] in body["detail"]
+    paid = await get_invoice(stack, retry.owner, retry.invoice["id"])
+    assert (paid["status"], paid["transactionId"]) == ("paid", intent["id"])
+
+
+async def test_a_stalled_capture_whose_method_was_not_kept_waits_for_the_same_method(
     stack: Stack,
 ) -> None:
-    """Its charge may have gone through: only the same request (same idempotency key)
-    can find that out without charging twice."""
-    retry = await retry_after_crash(stack, seconds_ago=120, method="pm_card_mastercard")
+    """Held before migration 0005: its request cannot be sent again by another capture."""
+    retry = await retry_after_crash(
+        stack, seconds_ago=120, method=await new_card(stack), kept_method=False
+    )
     body = assert_problem(
         retry.answer, 409, "PAYMENT_IN_PROGRESS", request_id=retry.request_id, retryable=True
     )
@@ -128,6 +158,10 @@ async def test_a_stalled_capture_is_not_taken_over_by_another_payment_method(
     invoice_id = retry.invoice["id"]
     assert (await get_invoice(stack, retry.owner, invoice_id))["status"] == "processing"
     assert await intents_for(stack, invoice_id) == []
+    async with stack.client(retry.owner) as http:  # which the same method then settles
+        r = await http.post(CAPTURE, json=capture_body(retry.invoice), headers=headers(rid()))
+    assert r.status_code == 200, r.text
+    assert (await get_invoice(stack, retry.owner, invoice_id))["status"] == "paid"
 
 
 async def test_a_capture_still_under_way_is_not_taken_over(stack: Stack) -> None:

@@ -263,6 +263,26 @@ async def test_amount_too_precise_for_its_currency(stack: Stack) -> None:
     assert (await get_invoice(stack, alice, invoice["id"]))["status"] == "open"
 
 
+async def test_an_invoice_in_a_currency_stripe_does_not_support_is_refused(stack: Stack) -> None:
+    tenant, alice = await new_user(stack)
+    request_id = rid()
+    async with stack.client(alice) as http:
+        r = await http.post(
+            CREATE, json={"amount": "25.00", "currency": "xyz"}, headers=headers(request_id)
+        )
+        listed = await http.get(LIST_INVOICES)
+    body = assert_problem(r, 422, "INVALID_INPUT", request_id=request_id, operation=CREATE_OP)
+    assert body["issues"] == [
+        {
+            "path": "currency",
+            "code": "currency_unsupported",
+            "message": "XYZ is not a currency Stripe supports",
+        }
+    ]
+    assert listed.status_code == 200 and listed.json()["items"] == []
+    await one_audit(stack, request_id, outcome="INVALID_INPUT", status=422, tenant_id=tenant)
+
+
 async def test_extra_fields_and_wrong_types_are_listed_by_path(stack: Stack) -> None:
     tenant, alice = await new_user(stack)
     request_id = rid()

@@ -204,3 +204,26 @@ async def intents_for(stack: Stack, invoice_id: str) -> list[dict[str, Any]]:
             if not page.get("has_more") or not page["data"]:
                 return found
             params["starting_after"] = page["data"][-1]["id"]
+
+
+async def new_card(stack: Stack, number: str = "5555555555554444") -> str:
+    """A PaymentMethod created in localstripe (a Mastercard unless told), for a payment by
+    another card than the test tokens localstripe knows (``pm_card_visa``...)."""
+    async with httpx.AsyncClient(
+        base_url=stack.stripe_url,
+        headers={"Authorization": f"Bearer {STRIPE_TEST_KEY}"},
+        timeout=30,
+    ) as http:
+        r = await http.post(
+            "/v1/payment_methods",
+            data={
+                "type": "card",
+                "card[number]": number,
+                "card[exp_month]": "12",
+                "card[exp_year]": "2030",
+                "card[cvc]": "123",
+            },
+        )
+    assert r.status_code == 200, r.text
+    method: str = r.json()["id"]
+    return method

@@ -95,6 +95,17 @@ def test_amounts_that_fit_are_accepted(amount: Any, currency: str, expected: Dec
     assert capture(amount=amount, currency=currency).amount == expected
 
 
+@pytest.mark.parametrize("currency", ["xyz", "XYZ", "eek"])
+def test_only_currencies_stripe_supports_are_accepted(currency: str) -> None:
+    assert refused(currency=currency) == [("currency", "currency_unsupported")]
+    with pytest.raises(ValidationError) as info:
+        CreateInvoiceInput.model_validate({"amount": "25.00", "currency": currency})
+    [issue] = input_issues(info.value)
+    assert (issue.path, issue.code) == ("currency", "currency_unsupported")
+    assert issue.message == f"{currency.upper()} is not a currency Stripe supports"
+    assert capture(currency="EUR").currency == "eur"
+
+
 def test_amount_precision_follows_the_currency() -> None:
     assert refused(amount="12.5", currency="jpy") == [("amount", "currency_precision")]
     assert refused(amount="1.2345", currency="kwd") == [("amount", "decimal_max_places")]

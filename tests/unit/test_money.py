@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from registry.money import exponent, to_major, to_minor
+from registry.money import CURRENCIES, exponent, supported, to_major, to_minor
 
 
 @pytest.mark.parametrize(
@@ -100,3 +100,32 @@ def test_round_trip_from_minor(minor: int, currency: str) -> None:
 )
 def test_round_trip_from_major(amount: Decimal) -> None:
     assert to_major(to_minor(amount, "usd"), "usd") == amount
+
+
+@pytest.mark.parametrize("currency", ["xyz", "XYZ", "abc", "eek", "hrk", "usx"])
+def test_currencies_stripe_does_not_support_are_refused(currency: str) -> None:
+    assert not supported(currency)
+    with pytest.raises(ValueError, match=f"{currency.upper()} is not a currency Stripe supports"):
+        exponent(currency)
+    with pytest.raises(ValueError, match="not a currency Stripe supports"):
+        to_minor(Decimal("1"), currency)
+
+
+def test_the_currency_list_is_lowercase_iso_codes_with_stripe_exponents() -> None:
+    assert len(CURRENCIES) >= 135  # "more than 135 currencies"
+    assert all(len(code) == 3 and code.isalpha() and code.islower() for code in CURRENCIES)
+    zero_decimal = "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf"
+    assert {code for code, places in CURRENCIES.items() if places == 0} == set(
+        zero_decimal.split(" ")
+    )
+    assert {code for code, places in CURRENCIES.items() if places == 3} == {
+        "bhd", "jod", "kwd", "omr", "tnd"
+    }  # fmt: skip
+    # Stripe's API keeps these two-decimal, whatever ISO 4217 says.
+    assert (CURRENCIES["isk"], CURRENCIES["huf"], CURRENCIES["twd"]) == (2, 2, 2)
+    assert supported("USD") and supported("eur")
+
+
+def test_an_amount_stored_in_an_unlisted_currency_still_reads() -> None:
+    """Invoices stored before the list was enforced counted such amounts in hundredths."""
+    assert to_major(1250, "xyz") == Decimal("12.50")

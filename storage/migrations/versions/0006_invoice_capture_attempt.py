@@ -1,7 +1,7 @@
 """invoice capture attempt: the held capture's payment method, and whether its outcome is known
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-25
 
 A capture whose Stripe request got no answer keeps its invoice processing, marked
@@ -14,8 +14,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0005'
-down_revision = '0004'
+revision = '0006'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 

@@ -53,7 +53,9 @@ lock:
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes \
 		--output-file requirements.lock --quiet
 
+# wrk drives the load (Debian's package; installed here when missing, which needs root).
 bench: install
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench
 
 # The extension modules of an editable install (the next `make install` builds them again).

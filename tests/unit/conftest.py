@@ -9,6 +9,11 @@ import pytest
 
 from registry.contract import Contract, command, query
 from registry.model import WireModel
+from registry.registry import Registry
+from specops.operations import build_registry
+from specops.settings import Settings
+from storage.database import Database
+from tests.support.databases import sqlite_url
 
 
 class ThingInput(WireModel):
@@ -49,3 +54,11 @@ def declare_command() -> Declare:
 def declare_query() -> Declare:
     """``declare_query(**overrides)``: a valid query contract with some fields changed."""
     return lambda **overrides: query(**contract_fields(**overrides))
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    """The server's real registry, every operation installed (building it touches no
+    database). Shared: tests that install more build a ``Registry()`` of their own."""
+    db = Database(sqlite_url(tmp_path_factory.mktemp("server-registry")))
+    return build_registry(db, Settings(extra_operations=""))

@@ -25,10 +25,7 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from registry.registry import Registry
-from specops.operations import build_registry
 from specops.settings import Settings
-from storage.database import Database
-from tests.support.databases import sqlite_url
 from tests.unit.test_graphql_schema import StubPipeline, call, graphql_body
 from transports.graphql import GraphQLTransport
 from transports.graphql.limits import GraphQLLimits, Measurer, limits_rule
@@ -126,12 +123,6 @@ EXAMPLES = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    db = Database(sqlite_url(tmp_path_factory.mktemp("graphql-fragments")))
-    return build_registry(db, Settings(extra_operations=""))
 
 
 @pytest.fixture(scope="module")

@@ -24,10 +24,6 @@ from registry.errors import CATALOGUE, Problem
 from registry.invocation import Invocation, OperationRef, Outcome
 from registry.model import WireModel
 from registry.registry import Operation, Registry, install_op
-from specops.operations import build_registry
-from specops.settings import Settings
-from storage.database import Database
-from tests.support.databases import sqlite_url
 from tests.unit.conftest import Declare
 from transports.graphql import GraphQLLimits, GraphQLTransport, build_schema, graphql_sdl
 from transports.graphql.documents import MAX_CACHED_TEXT, DocumentCache
@@ -48,13 +44,6 @@ REGENERATE = (
 
 async def handler(_input, _ctx):  # unannotated: serves any test contract
     return {"ok": True}
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    """The server's real registry (nothing of the database is used to build it)."""
-    db = Database(sqlite_url(tmp_path_factory.mktemp("graphql-registry")))
-    return build_registry(db, Settings(extra_operations=""))
 
 
 @pytest.fixture(scope="module")

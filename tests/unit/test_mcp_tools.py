@@ -21,10 +21,8 @@ from mcp_types.version import LATEST_HANDSHAKE_VERSION
 from registry.contract import ContractError, Deprecation
 from registry.registry import Registry
 from specops.app import Server
-from specops.operations import build_registry
 from specops.settings import Settings
 from storage.database import Database
-from tests.support.databases import sqlite_url
 from tests.support.mcp_client import meta, text_of
 from tests.support.stack import audit_rows
 from tests.unit.conftest import Declare, ThingInput
@@ -39,13 +37,6 @@ MODES = ["auto", "legacy"]  # the modern in-process path, and the initialize han
 
 async def handler(data: ThingInput, ctx: Any) -> dict[str, Any]:
     return {"ok": True}
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    """The server's real registry (no database needed to list it)."""
-    db = Database(sqlite_url(tmp_path_factory.mktemp("mcp-registry")))
-    return build_registry(db, Settings())
 
 
 @pytest.fixture(scope="module")

@@ -10,23 +10,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-import pytest
 from pydantic import BaseModel, TypeAdapter
 
 from registry.fields import Timestamp, as_utc
 from registry.registry import Registry
-from specops.operations import build_registry
-from specops.settings import Settings
-from storage.database import Database
-from tests.support.databases import sqlite_url
 
 NAIVE = datetime(2026, 12, 7, 21, 0, 0)
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    db = Database(sqlite_url(tmp_path_factory.mktemp("timestamps")))
-    return build_registry(db, Settings())
 
 
 def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:

@@ -4,15 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
-PACKAGES := specs handlers registry transports policy audit storage specops
-# setup.py compiles some modules with mypyc (SPECOPS_PURE_PYTHON=1: none) into extension
-# modules beside their sources. They are built from those sources and from what mypy knew
-# of the modules they import (types, constants): the packages below.
-NATIVE_SOURCES := $(shell find registry transports policy audit storage -name '*.py' \
-                    -not -path 'storage/migrations/*')
-BUILD := $(if $(filter 1 true yes,$(SPECOPS_PURE_PYTHON)),pure,compiled)
 
-.PHONY: install serve test lint format lock bench clean clean-native
+.PHONY: install serve test lint format lock bench clean
 
 $(BIN)/.deps: requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -20,18 +13,12 @@ $(BIN)/.deps: requirements.lock
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
 	touch $@
 
-# Installed again whenever a source changes: an extension module left older than its
-# source would be imported instead of it. Marked with the time the build started, so
-# that a source edited while it compiled is seen as changed (here and by specops.native).
-$(BIN)/.installed-$(BUILD): $(BIN)/.deps pyproject.toml setup.py $(NATIVE_SOURCES)
-	rm -f $(BIN)/.installed $(BIN)/.installed-*
-	$(MAKE) --no-print-directory clean-native
-	touch $@.started
+# The project itself, editable: sources are imported from the checkout.
+$(BIN)/.installed: $(BIN)/.deps pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
-	find . -name '*.so' -not -path './$(VENV)/*' -not -path './build/*' -exec touch -r $@.started {} +
-	mv $@.started $@
+	touch $@
 
-install: $(BIN)/.installed-$(BUILD)
+install: $(BIN)/.installed
 
 serve: install
 	$(BIN)/specops serve --host $(HOST) --port $(PORT)
@@ -58,10 +45,5 @@ bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench
 
-# The extension modules of an editable install (the next `make install` builds them again).
-clean-native:
-	rm -f specops_native__mypyc.*.so
-	find $(PACKAGES) -name '*.so' -delete
-
-clean: clean-native
+clean:
 	rm -rf $(VENV) var build .mypy_cache .ruff_cache .pytest_cache

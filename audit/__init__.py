@@ -1,5 +1,1 @@
 """The audit trail: records, sinks (database table and structlog line)."""
-
-from specops.native import refuse_stale
-
-refuse_stale(__path__)  # compiled modules (make install) older than their sources

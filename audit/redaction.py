@@ -328,17 +328,13 @@ def redacted_input(model: type[BaseModel] | None, data: Any) -> str | None:
     return RedactedInput.of(model, data).text()
 
 
-@dataclass(slots=True, init=False)
+@dataclass(frozen=True, slots=True)
 class RedactedInput:
     """One input, as sent (JSON-like, keys as on the wire) and as the audit trail keeps it
     (the two are the same object when nothing in it is sensitive)."""
 
     original: Any
     redacted: Any
-
-    def __init__(self, original: Any, redacted: Any) -> None:
-        self.original = original  # written out: compiled, where dataclass' is not
-        self.redacted = redacted
 
     @classmethod
     def of(cls, model: type[BaseModel] | None, data: Any) -> RedactedInput:

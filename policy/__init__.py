@@ -1,5 +1,1 @@
 """Identity (credentials -> actor) and authorization (Casbin)."""
-
-from specops.native import refuse_stale
-
-refuse_stale(__path__)  # compiled modules (make install) older than their sources

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from policy.actor import Actor
@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from registry.registry import ResourceAttrs
 
 
-@dataclass(slots=True, init=False)
+@dataclass(frozen=True, slots=True)
 class Context:
     """Who is calling, how, and what policy already loaded.
 
@@ -26,25 +26,7 @@ class Context:
     operation_key: str
     idempotency_key: str | None
     allowed: Callable[[str, str], Awaitable[bool]]
-    resources: dict[str, ResourceAttrs]
-
-    def __init__(  # written out: compiled, where dataclass' generated one is not
-        self,
-        actor: Actor,
-        request_id: str,
-        transport: str,
-        operation_key: str,
-        idempotency_key: str | None,
-        allowed: Callable[[str, str], Awaitable[bool]],
-        resources: dict[str, ResourceAttrs] | None = None,
-    ) -> None:
-        self.actor = actor
-        self.request_id = request_id
-        self.transport = transport
-        self.operation_key = operation_key
-        self.idempotency_key = idempotency_key
-        self.allowed = allowed
-        self.resources = {} if resources is None else resources
+    resources: dict[str, ResourceAttrs] = field(default_factory=dict)
 
     @property
     def tenant_id(self) -> str:

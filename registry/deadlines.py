@@ -17,8 +17,6 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from registry.errors import detached
-
 T = TypeVar("T")
 
 DEFAULT_RESOLUTION = 0.02
@@ -35,19 +33,13 @@ def _count_fork() -> None:
 os.register_at_fork(after_in_child=_count_fork)
 
 
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class _Call:
     deadline: float
     task: asyncio.Task[object]
     #: The task's pending cancellation requests when the call began.
     cancelling: int
-    expired: bool
-
-    def __init__(self, deadline: float, task: asyncio.Task[object], cancelling: int) -> None:
-        self.deadline = deadline  # written out: compiled, where dataclass' is not
-        self.task = task
-        self.cancelling = cancelling
-        self.expired = False
+    expired: bool = False
 
 
 class Deadlines:
@@ -105,7 +97,7 @@ class Deadlines:
             if call.expired:
                 call.expired = False  # our cancellation is taken back here
                 if task.uncancel() <= call.cancelling:
-                    raise detached(TimeoutError()) from None
+                    raise TimeoutError() from None
             raise
         finally:
             del self._calls[token]

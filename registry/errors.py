@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any
 
 
-@dataclass(slots=True, init=False)
+@dataclass(frozen=True, slots=True)
 class Issue:
-    """One field-level problem with an input: where, what kind, and a readable message.
-    Not changed once made (not frozen: see ``Problem``)."""
+    """One field-level problem with an input: where, what kind, and a readable message."""
 
     path: str
     code: str
     message: str
-
-    def __init__(self, path: str, code: str, message: str) -> None:
-        self.path = path  # written out: compiled, where dataclass' generated one is not
-        self.code = code
-        self.message = message
 
     def as_dict(self) -> dict[str, str]:
         return {"path": self.path, "code": self.code, "message": self.message}
@@ -105,19 +99,6 @@ class Catalogue:
 CATALOGUE = Catalogue()
 
 
-E = TypeVar("E", bound=BaseException)
-
-
-def detached(error: E) -> E:
-    """``error``, shown without the exception being handled when it is raised, as
-    ``raise error from None`` shows it. Compiled modules (mypyc) ignore ``from None``, and
-    the exception they replace may quote the input (a pydantic ``ValidationError``), so
-    they raise ``detached(error) from None``."""
-    error.__cause__ = None
-    error.__suppress_context__ = True
-    return error
-
-
 #: Catalogue codes a handler may raise without declaring them: refusals that need stored
 #: data (``ctx.allowed``, a cursor to decode) and upstream trouble.
 PASS_THROUGH_CODES = frozenset(
@@ -125,37 +106,17 @@ PASS_THROUGH_CODES = frozenset(
 )
 
 
-@dataclass(slots=True, init=False)
+@dataclass(frozen=True, slots=True)
 class Problem:
-    """An error as every transport shows it (RFC 9457 fields plus ours). Not changed once
-    made; not frozen, since a frozen dataclass sets each field through
-    ``object.__setattr__``, and mypyc compiles a written-out ``__init__`` only."""
+    """An error as every transport shows it (RFC 9457 fields plus ours)."""
 
     code: str
     status: int
     title: str
     detail: str
     retryable: bool
-    issues: tuple[Issue, ...]
-    headers: dict[str, str]
-
-    def __init__(
-        self,
-        code: str,
-        status: int,
-        title: str,
-        detail: str,
-        retryable: bool,
-        issues: tuple[Issue, ...] = (),
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self.code = code
-        self.status = status
-        self.title = title
-        self.detail = detail
-        self.retryable = retryable
-        self.issues = issues
-        self.headers = {} if headers is None else headers
+    issues: tuple[Issue, ...] = ()
+    headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, error: OperationError) -> Problem:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
@@ -38,7 +38,7 @@ def request_id_of(random_hex: str) -> str:
     return f"{time.time_ns() // 1_000_000:012x}{random_hex}"
 
 
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class Invocation:
     """One call of one operation, independent of the wire it arrived on.
 
@@ -47,47 +47,21 @@ class Invocation:
     ``read_only`` marks a channel that serves queries only (HTTP GET, GraphQL Query);
     ``wire_error`` carries a payload the transport could not decode, so the pipeline
     refuses and audits it like any other invalid input. ``request_id``: a new one
-    unless given.
+    unless given. ``trace_id``: the W3C trace id (32 lowercase hex) taken from
+    ``traceparent``; None: the pipeline mints one.
     """
 
     key: str
     input: Any
     transport: Transport
-    version: str | None
-    credentials: str | None
-    idempotency_key: str | None
-    request_id: str
-    client: str | None
-    read_only: bool
-    wire_error: OperationError | None
-    #: W3C trace id (32 lowercase hex) taken from ``traceparent``; None: the pipeline mints one.
-    trace_id: str | None
-
-    def __init__(  # written out: compiled, where dataclass' generated one is not
-        self,
-        key: str,
-        input: Any,
-        transport: Transport,
-        version: str | None = None,
-        credentials: str | None = None,
-        idempotency_key: str | None = None,
-        request_id: str | None = None,
-        client: str | None = None,
-        read_only: bool = False,
-        wire_error: OperationError | None = None,
-        trace_id: str | None = None,
-    ) -> None:
-        self.key = key
-        self.input = input
-        self.transport = transport
-        self.version = version
-        self.credentials = credentials
-        self.idempotency_key = idempotency_key
-        self.request_id = new_request_id() if request_id is None else request_id
-        self.client = client
-        self.read_only = read_only
-        self.wire_error = wire_error
-        self.trace_id = trace_id
+    version: str | None = None
+    credentials: str | None = None
+    idempotency_key: str | None = None
+    request_id: str = field(default_factory=new_request_id)
+    client: str | None = None
+    read_only: bool = False
+    wire_error: OperationError | None = None
+    trace_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,30 +83,15 @@ class OperationRef:
         return {"key": self.key, "version": self.version, "kind": self.kind}
 
 
-@dataclass(slots=True, init=False)
+@dataclass(frozen=True, slots=True)
 class Outcome:
-    """The result of an invocation: JSON-ready output, or a problem. Not changed once
-    made (not frozen: a frozen dataclass' fields are set through ``object.__setattr__``)."""
+    """The result of an invocation: JSON-ready output, or a problem."""
 
     request_id: str
     operation: OperationRef | None
-    output: dict[str, Any] | None
-    problem: Problem | None
-    replayed: bool
-
-    def __init__(  # written out: compiled, where dataclass' generated one is not
-        self,
-        request_id: str,
-        operation: OperationRef | None,
-        output: dict[str, Any] | None = None,
-        problem: Problem | None = None,
-        replayed: bool = False,
-    ) -> None:
-        self.request_id = request_id
-        self.operation = operation
-        self.output = output
-        self.problem = problem
-        self.replayed = replayed
+    output: dict[str, Any] | None = None
+    problem: Problem | None = None
+    replayed: bool = False
 
     @property
     def ok(self) -> bool:

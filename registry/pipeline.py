@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import structlog
@@ -39,7 +39,6 @@ from registry.errors import (
     Issue,
     OperationError,
     Problem,
-    detached,
 )
 from registry.invocation import Invocation, Outcome, Transport
 from registry.model import WireModel
@@ -68,55 +67,30 @@ QueriesWhenUnavailable = Literal["refuse", "log-only"]
 its record in the structlog line only (and queued for the table)."""
 
 
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class Call:
     """The state of one invocation as it moves through the stages."""
 
     invocation: Invocation
     started: float
-    operation: Operation | None
-    actor: Actor | None
-    input: WireModel | None
-    input_digest: str | None
-    decision: Literal["allow", "deny", "none"]
+    decision: Literal["allow", "deny", "none"] = "none"
     #: What decided: the policy line, or the auth level or condition that refused.
-    policy_rule: str | None
-    resources: dict[str, ResourceAttrs]
-    idempotency: IdempotencyScope | None
-    output: dict[str, Any] | None
-    error: OperationError | None
-    replayed: bool
-    finished: bool
-    ran_handler: bool
+    policy_rule: str | None = None
+    operation: Operation | None = None
+    actor: Actor | None = None
+    input: WireModel | None = None
+    input_digest: str | None = None
+    resources: dict[str, ResourceAttrs] = field(default_factory=dict)
+    idempotency: IdempotencyScope | None = None
+    output: dict[str, Any] | None = None
+    error: OperationError | None = None
+    replayed: bool = False
+    finished: bool = False
+    ran_handler: bool = False
     #: The command's stored attempt (``AuditSink.record_attempt``), which its record ends.
-    attempt: str | None
+    attempt: str | None = None
     #: The input as the record keeps it, once worked out (``Pipeline.input_seen``).
-    seen: RedactedInput | None
-
-    def __init__(  # written out: compiled, where dataclass' generated one is not
-        self,
-        invocation: Invocation,
-        started: float,
-        decision: Literal["allow", "deny", "none"] = "none",
-        policy_rule: str | None = None,
-    ) -> None:
-        self.invocation = invocation
-        self.started = started
-        self.operation = None
-        self.actor = None
-        self.input = None
-        self.input_digest = None
-        self.decision = decision
-        self.policy_rule = policy_rule
-        self.resources = {}
-        self.idempotency = None
-        self.output = None
-        self.error = None
-        self.replayed = False
-        self.finished = False
-        self.ran_handler = False
-        self.attempt = None
-        self.seen = None
+    seen: RedactedInput | None = None
 
     def outcome(self) -> Outcome:
         ref = self.operation.ref if self.operation is not None else None
@@ -389,7 +363,7 @@ class Pipeline:
             call.input = contract.input.model_validate(raw)
         except ValidationError as exc:
             issues = input_issues(exc)
-            raise detached(CATALOGUE.INVALID_INPUT(summarize(issues), issues=issues)) from None
+            raise CATALOGUE.INVALID_INPUT(summarize(issues), issues=issues) from None
         call.input_digest = input_digest(call.input)
 
     async def authorize(self, call: Call) -> None:
@@ -537,12 +511,9 @@ class Pipeline:
         else:
             return
         assert call.operation is not None
-        raise detached(
-            CATALOGUE.UPSTREAM_UNAVAILABLE(
-                "The audit store did not record the attempt, so the command was not run; "
-                "retry later",
-                headers={"Retry-After": "1"},
-            )
+        raise CATALOGUE.UPSTREAM_UNAVAILABLE(
+            "The audit store did not record the attempt, so the command was not run; retry later",
+            headers={"Retry-After": "1"},
         ) from None
 
     async def run_handler(self, call: Call) -> None:
@@ -580,12 +551,10 @@ class Pipeline:
             if contract.declared_error(exc.code) or exc.code in PASS_THROUGH_CODES:
                 raise
             log.error("undeclared_error", operation=contract.ref, code=exc.code)
-            raise detached(CATALOGUE.INTERNAL()) from None
+            raise CATALOGUE.INTERNAL() from None
         except TimeoutError:
-            raise detached(
-                CATALOGUE.TIMEOUT(
-                    f"{contract.key} did not finish within {contract.timeout_seconds:g}s"
-                )
+            raise CATALOGUE.TIMEOUT(
+                f"{contract.key} did not finish within {contract.timeout_seconds:g}s"
             ) from None
         call.output = self.validate_output(call.operation, result)
 
@@ -606,7 +575,7 @@ class Pipeline:
                 operation=operation.contract.ref,
                 issues=[i.as_dict() for i in input_issues(exc)],
             )
-            raise detached(CATALOGUE.INTERNAL()) from None
+            raise CATALOGUE.INTERNAL() from None
         return model.model_dump(mode="json")
 
     # -- after the stages ---------------------------------------------------------------

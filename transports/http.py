@@ -26,33 +26,17 @@ _WANTED = {
 }
 
 
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class RequestHeaders:
     """The headers a call needs, read from an ASGI scope in one pass (the first of
     repeated headers wins, as with Starlette's ``headers.get``)."""
 
-    authorization: str | None
-    content_type: str | None
-    content_length: str | None
-    idempotency_key: str | None
-    request_id: str | None
-    traceparent: str | None
-
-    def __init__(  # written out: compiled, where dataclass' generated one is not
-        self,
-        authorization: str | None = None,
-        content_type: str | None = None,
-        content_length: str | None = None,
-        idempotency_key: str | None = None,
-        request_id: str | None = None,
-        traceparent: str | None = None,
-    ) -> None:
-        self.authorization = authorization
-        self.content_type = content_type
-        self.content_length = content_length
-        self.idempotency_key = idempotency_key
-        self.request_id = request_id
-        self.traceparent = traceparent
+    authorization: str | None = None
+    content_type: str | None = None
+    content_length: str | None = None
+    idempotency_key: str | None = None
+    request_id: str | None = None
+    traceparent: str | None = None
 
     @classmethod
     def of(cls, scope: Scope) -> RequestHeaders:

@@ -224,7 +224,7 @@ async def new_key(server: Server, roles: tuple[str, ...] = ("user",)) -> tuple[s
 
 
 class Patched:
-    """``pipeline`` with some methods replaced (those of a compiled Pipeline cannot be)."""
+    """``pipeline`` with some methods replaced."""
 
     def __init__(self, pipeline: Any, **methods: Any) -> None:
         self.pipeline = pipeline

@@ -120,7 +120,7 @@ async def test_a_client_that_leaves_before_its_body_is_noticed() -> None:
 
 
 async def test_a_failure_of_the_endpoint_itself_answers_an_internal_problem() -> None:
-    # A real pipeline (a compiled RestTransport takes no stand-in), which is never reached:
+    # A real pipeline, which is never reached:
     # the endpoint fails first, on a scope without a method.
     rest = RestTransport(make_pipeline(Sink()))
     sent: list[Message] = []
@@ -157,8 +157,7 @@ class _Recorder:
 
 
 class _RestRecorder:
-    """Stands in for the REST endpoint, of which the app only calls ``handle`` (a compiled
-    RestTransport cannot be subclassed here)."""
+    """Stands in for the REST endpoint, of which the app only calls ``handle``."""
 
     def __init__(self, seen: list[str]) -> None:
         self.seen = seen

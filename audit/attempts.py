@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from audit.record import FIELDS, AuditRecord
+from registry.audit_record import FIELDS, AuditRecord
 
 #: How long a process on another host may go without renewing its row before its
 #: attempts count as interrupted.

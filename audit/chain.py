@@ -29,7 +29,7 @@ from hashlib import sha256
 from operator import attrgetter
 from typing import Any
 
-from audit.record import AuditRecord
+from registry.audit_record import AuditRecord
 
 #: ``prev_hash`` of the first record, and the hash of the empty chain.
 GENESIS = "0" * 64

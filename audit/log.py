@@ -62,8 +62,6 @@ from audit.chain import (
     record_content,
     timestamp_text,
 )
-from audit.errors import AttemptNotStored, AuditUnavailable
-from audit.record import AuditRecord
 from audit.sqlite_appender import (
     Batch,
     RecordsRefused,
@@ -71,6 +69,8 @@ from audit.sqlite_appender import (
     sqlite_time,
     sqlite_time_of,
 )
+from registry.audit_record import AuditRecord
+from registry.ports import AttemptNotStored, AuditUnavailable
 from storage.database import Database
 from storage.tables import audit_attempts, audit_owners
 

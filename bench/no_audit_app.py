@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from starlette.applications import Starlette
 
-from audit.record import AuditRecord
 from bench.serve import serve_factory, server_app
+from registry.audit_record import AuditRecord
 from specops.app import Server
 
 

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from starlette.applications import Starlette
 
 from bench.serve import serve_factory, server_app
-from policy.actor import Actor
-from policy.rules import Decision
+from registry.actor import Actor
+from registry.ports import Decision
 from specops.app import Server
 
 #: The one answer of AllowAll (a Decision is frozen: sharing it is safe).

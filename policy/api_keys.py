@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import RowMapping, select, update
 
-from policy.actor import ANONYMOUS, Actor, ActorKind
+from registry.actor import ANONYMOUS, Actor, ActorKind
 from registry.errors import CATALOGUE
 from storage import cursors
 from storage.database import Database

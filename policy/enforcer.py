@@ -21,9 +21,10 @@ import casbin
 import structlog
 from casbin.util import key_match
 
-from policy.actor import Actor
-from policy.rules import Decision, PolicyLine, applies_to, read_policy_file, unique
+from policy.rules import PolicyLine, applies_to, read_policy_file, unique
 from policy.store import PolicyStore
+from registry.actor import Actor
+from registry.ports import Decision
 
 POLICY_DIR = Path(__file__).parent
 MODEL_PATH = POLICY_DIR / "model.conf"

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import re
 
-from policy.actor import ANONYMOUS, Actor
 from policy.api_keys import INVALID_CREDENTIALS, ApiKeyIdentity
 from policy.jwt_tokens import JwtVerifier
+from registry.actor import ANONYMOUS, Actor
 from registry.errors import CATALOGUE
 
 API_KEY_PREFIX = "sk_"

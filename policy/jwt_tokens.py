@@ -37,8 +37,8 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from policy.actor import ANONYMOUS, Actor, ActorKind
 from policy.api_keys import INVALID_CREDENTIALS
+from registry.actor import ANONYMOUS, Actor, ActorKind
 from registry.errors import CATALOGUE
 
 log = structlog.get_logger("specops.identity.jwt")

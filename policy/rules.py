@@ -146,21 +146,6 @@ def key_match(value: str, pattern: str) -> bool:
     return bool(casbin_key_match(value, pattern))
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """An authorization answer and the reason for it: the policy line that decided (an
-    allow that granted, or a deny that refused), or None when no line grants (deny by
-    default). ``role`` is the caller's role the deciding line applied to."""
-
-    allowed: bool
-    rule: str | None = None
-    role: str | None = None
-
-    def reason(self, resource: str, action: str) -> str:
-        """The deciding line, or why there is none."""
-        return self.rule or f"no rule grants {resource}:{action}"
-
-
 def unique(lines: Iterable[PolicyLine]) -> list[PolicyLine]:
     """``lines`` without repeats, in their first order."""
     return list(dict.fromkeys(lines))

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from policy.actor import Actor
+from registry.actor import Actor
 
 if TYPE_CHECKING:
     from registry.registry import ResourceAttrs

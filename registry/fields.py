@@ -1,6 +1,6 @@
 """Field types contracts share, mirroring the seeds' ScalarTypeEnum.
 
-``Sensitive`` (defined with the redaction it drives, in ``audit.redaction``) marks a field
+``Sensitive`` (defined with the redaction it drives, in ``registry.redaction``) marks a field
 whose value must never reach an audit record: ``Annotated[NonEmptyString, Sensitive()]``.
 
 Strings refuse NUL characters (no database stores them) and are bounded, so no input can
@@ -16,8 +16,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
-from audit.redaction import Sensitive as Sensitive
 from registry.money import CURRENCIES
+from registry.redaction import Sensitive as Sensitive
 
 NO_NUL = r"^[^\x00]*$"
 

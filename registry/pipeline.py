@@ -12,7 +12,7 @@ command whose record did not commit does not answer success (``finish``). Before
 command's handler runs, its attempt is stored (``record_attempt``): should the process die
 before the command's record is stored, the next process to start records the attempt as
 ``INTERRUPTED``, so that no effect is left without a record. The record keeps the input
-with sensitive values redacted (``audit.redaction``); no stage logs or returns an input
+with sensitive values redacted (``registry.redaction``); no stage logs or returns an input
 value.
 """
 
@@ -26,9 +26,7 @@ from typing import Any, Literal
 import structlog
 from pydantic import ValidationError
 
-from audit.errors import AttemptNotStored, AuditUnavailable
-from audit.redaction import RedactedInput, plan_for
-from policy.actor import Actor
+from registry.actor import Actor
 from registry.context import Context
 from registry.contract import Contract, Rule
 from registry.deadlines import Deadlines
@@ -43,8 +41,10 @@ from registry.errors import (
 from registry.invocation import Invocation, Outcome, Transport
 from registry.model import WireModel
 from registry.ports import (
+    AttemptNotStored,
     AuditRecord,
     AuditSink,
+    AuditUnavailable,
     Authorizer,
     IdempotencyScope,
     IdempotencyStore,
@@ -52,6 +52,7 @@ from registry.ports import (
     RateLimiter,
     StoredOutcome,
 )
+from registry.redaction import RedactedInput, plan_for
 from registry.registry import Operation, Registry, ResourceAttrs
 from registry.tracing import new_trace_id
 

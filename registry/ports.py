@@ -5,11 +5,38 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from audit.record import AuditRecord
-from policy.actor import Actor
-from policy.rules import Decision
+from registry.actor import Actor
+from registry.audit_record import AuditRecord
 from registry.contract import RateLimit
 from registry.errors import Problem
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """An authorization answer and the reason for it: the policy line that decided (an
+    allow that granted, or a deny that refused), or None when no line grants (deny by
+    default). ``role`` is the caller's role the deciding line applied to."""
+
+    allowed: bool
+    rule: str | None = None
+    role: str | None = None
+
+    def reason(self, resource: str, action: str) -> str:
+        """The deciding line, or why there is none."""
+        return self.rule or f"no rule grants {resource}:{action}"
+
+
+class AuditUnavailable(ConnectionError):
+    """The audit store could not take a record (in time)."""
+
+
+class AttemptNotStored(AuditUnavailable):
+    """A command's attempt was not stored (in time): its handler must not run. ``attempt``
+    is its id when it stays queued (the command's record must end it), else None."""
+
+    def __init__(self, message: str, attempt: str | None) -> None:
+        super().__init__(message)
+        self.attempt = attempt
 
 
 class IdentityResolver(Protocol):
@@ -101,8 +128,10 @@ class AuditSink(Protocol):
 
 
 __all__ = [
+    "AttemptNotStored",
     "AuditRecord",
     "AuditSink",
+    "AuditUnavailable",
     "Authorizer",
     "Claim",
     "Decision",

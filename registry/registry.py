@@ -9,7 +9,7 @@ from typing import Any, get_type_hints
 
 import semver
 
-from policy.actor import Actor
+from registry.actor import Actor
 from registry.context import Context
 from registry.contract import Contract, ContractError, RateLimit
 from registry.errors import ErrorSpec

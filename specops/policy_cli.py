@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 
 import click
 
-from policy.actor import Actor
 from policy.enforcer import POLICY_PATH
 from policy.rules import PolicyLine, PolicyLineError, applies_to, read_policy_file
+from registry.actor import Actor
 from specops.app import Server, unsatisfiable_rules
 
 T = TypeVar("T")

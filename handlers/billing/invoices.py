@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from handlers.billing.invoices_store import InvoiceStore
-from policy.actor import Actor
+from registry.actor import Actor
 from registry.context import Context
 from registry.errors import CATALOGUE
 from registry.money import to_minor

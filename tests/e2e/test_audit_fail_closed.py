@@ -28,7 +28,7 @@ import pytest
 import structlog
 from sqlalchemy import text
 
-from audit.record import AuditRecord
+from registry.audit_record import AuditRecord
 from registry.invocation import Invocation
 from registry.tracing import parse_traceparent
 from tests.conftest import _database_url

@@ -8,8 +8,8 @@ import re
 import pytest
 from sqlalchemy import select
 
-from policy.actor import ANONYMOUS
 from policy.api_keys import ApiKeyIdentity, ApiKeyStore, key_id_of, new_token
+from registry.actor import ANONYMOUS
 from registry.errors import OperationError
 from storage.tables import api_keys
 

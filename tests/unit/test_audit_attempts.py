@@ -12,11 +12,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select, update
 
 from audit.attempts import LEASE_SECONDS, Process, host_key
-from audit.errors import AttemptNotStored
 from audit.log import AuditLog
-from audit.record import AuditRecord
 from audit.verify import verify_chain
+from registry.audit_record import AuditRecord
 from registry.invocation import Invocation
+from registry.ports import AttemptNotStored
 from storage.database import Database
 from storage.tables import audit_attempts, audit_events, audit_owners
 from tests.unit.test_audit_log import record

@@ -30,8 +30,8 @@ from audit.chain import (
 )
 from audit.export import export_record, row_of_export
 from audit.log import AuditLog
-from audit.record import AuditRecord
 from audit.verify import verify_chain, verify_records
+from registry.audit_record import AuditRecord
 from storage import migrate
 from storage.database import Database
 from storage.tables import audit_chain_head, audit_events

@@ -18,11 +18,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from structlog.testing import capture_logs
 
-from audit.errors import AuditUnavailable
 from audit.log import AuditLog, log_level
-from audit.record import AuditRecord
 from audit.sqlite_appender import bind_common_values_directly
 from audit.verify import verify_chain
+from registry.audit_record import AuditRecord
+from registry.ports import AuditUnavailable
 from storage.database import Database
 from storage.tables import audit_events
 from tests.support.processes import free_port

@@ -23,7 +23,7 @@ from audit.query import (
     parse_input,
 )
 from handlers.audit.events import AuditEventHandlers
-from policy.actor import Actor
+from registry.actor import Actor
 from registry.context import Context
 from registry.errors import OperationError
 from specs.audit.get_event import GetEventInput

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from policy.actor import Actor
 from policy.enforcer import CasbinAuthorizer
 from policy.rules import PolicyLine
+from registry.actor import Actor
 
 
 def actor(*roles: str, tenant: str | None = "acme") -> Actor:

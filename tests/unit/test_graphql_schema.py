@@ -18,7 +18,7 @@ import pytest
 from pydantic import Field
 from starlette.responses import Response
 
-from policy.actor import Actor
+from registry.actor import Actor
 from registry.contract import Deprecation
 from registry.errors import CATALOGUE, Problem
 from registry.invocation import Invocation, OperationRef, Outcome

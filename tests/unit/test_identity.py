@@ -8,10 +8,10 @@ import time
 import jwt
 import pytest
 
-from policy.actor import ANONYMOUS
 from policy.api_keys import ApiKeyIdentity, ApiKeyStore
 from policy.identity import BearerIdentity, looks_like_jwt
 from policy.jwt_tokens import JwtVerifier, hs256_key
+from registry.actor import ANONYMOUS
 from registry.errors import OperationError
 
 SECRET = "identity-test-secret-at-least-32-bytes"

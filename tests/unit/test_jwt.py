@@ -19,7 +19,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from structlog.testing import capture_logs
 
-from policy.actor import ANONYMOUS, Actor
 from policy.jwt_tokens import (
     ClaimNames,
     JwtVerifier,
@@ -28,6 +27,7 @@ from policy.jwt_tokens import (
     jwks_keys,
     public_key,
 )
+from registry.actor import ANONYMOUS, Actor
 from registry.errors import OperationError
 
 SECRET = "test-hs256-secret-of-at-least-32-bytes!!"

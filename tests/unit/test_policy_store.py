@@ -15,11 +15,11 @@ import pytest
 from sqlalchemy import func, select
 from structlog.testing import capture_logs
 
-from policy.actor import Actor
 from policy.api_keys import ApiKeyStore
 from policy.enforcer import POLICY_PATH, CasbinAuthorizer
 from policy.rules import PolicyLine, PolicyLineError, parse_lines, read_policy_file
 from policy.store import PolicyStore
+from registry.actor import Actor
 from registry.contract import query
 from registry.invocation import Invocation, Outcome
 from registry.registry import Registry, install_op

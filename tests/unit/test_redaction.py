@@ -8,8 +8,14 @@ from typing import Annotated, Any
 import pytest
 from pydantic import Field
 
-from audit import redaction
-from audit.redaction import (
+from registry import redaction
+from registry.contract import command
+from registry.errors import CATALOGUE, ErrorSpec
+from registry.fields import NonEmptyString
+from registry.fields import Sensitive as ReexportedSensitive
+from registry.invocation import Invocation
+from registry.model import WireModel
+from registry.redaction import (
     MAX_INPUT_BYTES,
     REDACTED,
     RedactedInput,
@@ -19,12 +25,6 @@ from audit.redaction import (
     redacted_input,
     sensitive_name,
 )
-from registry.contract import command
-from registry.errors import CATALOGUE, ErrorSpec
-from registry.fields import NonEmptyString
-from registry.fields import Sensitive as ReexportedSensitive
-from registry.invocation import Invocation
-from registry.model import WireModel
 from specs.billing.capture_payment import CapturePaymentInput
 from tests.unit.test_trace_context import Sink, contract_base, make_pipeline
 

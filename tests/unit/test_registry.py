@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from policy.actor import Actor
+from registry.actor import Actor
 from registry.contract import ContractError, Deprecation
 from registry.errors import ErrorSpec
 from registry.registry import (

@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from policy.actor import Actor
 from policy.api_keys import ApiKeyStore
 from policy.enforcer import POLICY_PATH, CasbinAuthorizer
 from policy.rules import PolicyLine, read_policy_file
+from registry.actor import Actor
 from registry.invocation import Invocation, Outcome
 from specops.app import Server
 from specops.settings import Settings

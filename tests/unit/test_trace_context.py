@@ -8,15 +8,13 @@ from typing import Any, Literal
 
 import pytest
 
-from audit.errors import AuditUnavailable
-from audit.record import AuditRecord
-from policy.actor import Actor
-from policy.rules import Decision
+from registry.actor import Actor
+from registry.audit_record import AuditRecord
 from registry.contract import Contract, RateLimit, command, query
 from registry.invocation import Invocation, new_request_id
 from registry.model import WireModel
 from registry.pipeline import Pipeline
-from registry.ports import Claim, IdempotencyScope, StoredOutcome
+from registry.ports import AuditUnavailable, Claim, Decision, IdempotencyScope, StoredOutcome
 from registry.registry import Registry, install_op
 from registry.tracing import (
     TraceParent,

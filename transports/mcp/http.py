@@ -43,7 +43,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from policy.actor import Actor
+from registry.actor import Actor
 from registry.errors import CATALOGUE, OperationError, Problem
 from registry.invocation import request_id_from
 from registry.pipeline import Pipeline

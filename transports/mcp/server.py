@@ -22,7 +22,7 @@ from mcp.server import Server, ServerRequestContext
 from mcp.server.lowlevel.server import lifespan as default_lifespan
 from mcp.shared.exceptions import MCPError
 
-from policy.actor import Actor
+from registry.actor import Actor
 from registry.errors import CATALOGUE, OperationError, Problem
 from registry.invocation import Invocation, Outcome, request_id_from
 from registry.pipeline import Pipeline

@@ -36,7 +36,7 @@ class AuditRecord:
     policy_rule: str | None = None
     #: W3C trace id (32 hex digits) from the caller's ``traceparent``, or a new one.
     trace_id: str | None = None
-    #: The input as JSON text with sensitive fields redacted (``audit.redaction``).
+    #: The input as JSON text with sensitive fields redacted (``registry.redaction``).
     input: str | None = None
 
     def as_dict(self) -> dict[str, Any]:

@@ -40,7 +40,7 @@ def create_app() -> Starlette:
     """The ASGI app for ``uvicorn --factory bench.no_audit_app:create_app``."""
 
     def without_audit(server: Server) -> None:
-        server.pipeline.audit = NoAudit()
+        server.pipeline.recorder.audit = NoAudit()
 
     return server_app(without_audit)
 

@@ -2,33 +2,26 @@
 
     resolve -> identify -> validate input -> authorize -> rate limit -> idempotency
             -> audit available? -> (commands) attempt recorded -> handler -> validate output,
-    then settle the idempotency key and write the audit record.
+    then settle the idempotency key and write the audit record (``registry.recording``).
 
 Each stage is a method that reads and fills the ``Call`` and raises ``OperationError`` to
-end the invocation. No stage is skipped for any transport.
-
-The audit trail fails closed: no command runs while its record could not be stored, and a
-command whose record did not commit does not answer success (``finish``). Before a
-command's handler runs, its attempt is stored (``record_attempt``): should the process die
-before the command's record is stored, the next process to start records the attempt as
-``INTERRUPTED``, so that no effect is left without a record. The record keeps the input
-with sensitive values redacted (``registry.redaction``); no stage logs or returns an input
-value.
+end the invocation. No stage is skipped for any transport. Who may call what, and the
+policy explain, are ``registry.access``; no stage logs or returns an input value.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import structlog
 from pydantic import ValidationError
 
+from registry import access
 from registry.actor import Actor
+from registry.call import Call
 from registry.context import Context
-from registry.contract import Contract, Rule
 from registry.deadlines import Deadlines
 from registry.digest import input_digest
 from registry.errors import (
@@ -36,69 +29,26 @@ from registry.errors import (
     PASS_THROUGH_CODES,
     Issue,
     OperationError,
-    Problem,
 )
 from registry.invocation import Invocation, Outcome, Transport
-from registry.model import WireModel
 from registry.ports import (
-    AttemptNotStored,
-    AuditRecord,
     AuditSink,
-    AuditUnavailable,
     Authorizer,
     IdempotencyScope,
     IdempotencyStore,
     IdentityResolver,
     RateLimiter,
-    StoredOutcome,
 )
-from registry.redaction import RedactedInput, plan_for
-from registry.registry import Operation, Registry, ResourceAttrs
+from registry.recording import MAX_IDEMPOTENCY_KEY, Recorder
+from registry.redaction import plan_for
+from registry.registry import Operation, Registry
 from registry.tracing import new_trace_id
 
 log = structlog.get_logger("specops.pipeline")
 
-MAX_IDEMPOTENCY_KEY = 255
-
-Unrecorded = Literal["pending", "refused"]
-"""Why a durable record is missing: queued until the store is back, or refused by it."""
-
 QueriesWhenUnavailable = Literal["refuse", "log-only"]
 """What a query does while the audit store is down: refused like a command, or run with
 its record in the structlog line only (and queued for the table)."""
-
-
-@dataclass(slots=True)
-class Call:
-    """The state of one invocation as it moves through the stages."""
-
-    invocation: Invocation
-    started: float
-    decision: Literal["allow", "deny", "none"] = "none"
-    #: What decided: the policy line, or the auth level or condition that refused.
-    policy_rule: str | None = None
-    operation: Operation | None = None
-    actor: Actor | None = None
-    input: WireModel | None = None
-    input_digest: str | None = None
-    resources: dict[str, ResourceAttrs] = field(default_factory=dict)
-    idempotency: IdempotencyScope | None = None
-    output: dict[str, Any] | None = None
-    error: OperationError | None = None
-    replayed: bool = False
-    finished: bool = False
-    ran_handler: bool = False
-    #: The command's stored attempt (``AuditSink.record_attempt``), which its record ends.
-    attempt: str | None = None
-    #: The input as the record keeps it, once worked out (``Pipeline.input_seen``).
-    seen: RedactedInput | None = None
-
-    def outcome(self) -> Outcome:
-        ref = self.operation.ref if self.operation is not None else None
-        if self.error is None:
-            return Outcome(self.invocation.request_id, ref, self.output, None, self.replayed)
-        problem = Problem.of(self.error)
-        return Outcome(self.invocation.request_id, ref, None, problem, self.replayed)
 
 
 def input_issues(error: ValidationError) -> tuple[Issue, ...]:
@@ -113,50 +63,11 @@ def input_issues(error: ValidationError) -> tuple[Issue, ...]:
     )
 
 
-def clip(value: str | None, size: int) -> str | None:
-    """A caller-supplied string cut to the size its audit column holds."""
-    return value if value is None or len(value) <= size else value[: size - 1] + "…"
-
-
 def summarize(issues: tuple[Issue, ...]) -> str:
     """A one-line detail naming the first few invalid fields."""
     shown = "; ".join(f"{i.path or 'input'}: {i.message}" for i in issues[:3])
     more = f" (and {len(issues) - 3} more)" if len(issues) > 3 else ""
     return f"{len(issues)} invalid field{'s' if len(issues) != 1 else ''}: {shown}{more}"
-
-
-def level_refusal(actor: Actor, contract: Contract) -> OperationError | None:
-    """Why ``actor`` falls short of the contract's auth level, or None."""
-    auth = contract.policy.auth
-    if auth == "anonymous":
-        return None
-    if not actor.authenticated:
-        return CATALOGUE.UNAUTHENTICATED("This operation needs credentials")
-    if (auth == "admin" and not actor.is_admin) or (auth == "service" and actor.kind != "service"):
-        return CATALOGUE.FORBIDDEN(f"This operation needs a caller of level {auth!r}")
-    return None
-
-
-def scope_refusal(actor: Actor, contract: Contract) -> OperationError | None:
-    """FORBIDDEN when the caller's credential is limited to operations other than this
-    one (an API key scoped with ``--operation``), else None."""
-    if actor.operations is None or contract.key in actor.operations:
-        return None
-    return CATALOGUE.FORBIDDEN(f"This credential is not allowed to call {contract.key}")
-
-
-_OP_RULES: dict[str, tuple[Rule, ...]] = {}
-
-
-def granted_rules(contract: Contract) -> tuple[Rule, ...]:
-    """The rules policy must grant; a contract without rules is granted as ``op:<key>``,
-    so nothing is allowed that the policy does not name (deny by default)."""
-    if contract.policy.rules:
-        return contract.policy.rules
-    rules = _OP_RULES.get(contract.key)
-    if rules is None:  # made once per key: a frozen dataclass costs a microsecond a call
-        rules = _OP_RULES[contract.key] = (Rule("op", contract.key),)
-    return rules
 
 
 class Pipeline:
@@ -178,13 +89,12 @@ class Pipeline:
         self.registry = registry
         self.identity = identity
         self.authorizer = authorizer
-        self.idempotency = idempotency
-        self.audit = audit
         self.rate_limiter = rate_limiter
         self.idempotency_wait_seconds = idempotency_wait_seconds
         self.audit_queries_when_unavailable = audit_queries_when_unavailable
-        #: Records that need not be durable are still waited for (``AuditSink.write``).
-        self.audit_wait_for_every_record = audit_wait_for_every_record
+        self.recorder = Recorder(
+            audit, idempotency, wait_for_every_record=audit_wait_for_every_record
+        )
         self.deadlines = Deadlines()
 
     async def invoke(self, invocation: Invocation) -> Outcome:
@@ -198,12 +108,12 @@ class Pipeline:
             call.error = exc
         except asyncio.CancelledError:
             call.error = CATALOGUE.INTERNAL("The request was cancelled")
-            await asyncio.shield(self.finish(call))
+            await asyncio.shield(self.recorder.finish(call))
             raise
         except Exception:
             log.exception("pipeline_failure", request_id=invocation.request_id)
             call.error = CATALOGUE.INTERNAL()
-        return await self.finish(call)
+        return await self.recorder.finish(call)
 
     async def run_stages(self, call: Call) -> None:
         """The stages in order (the module's docstring). Rate limiting and idempotency
@@ -222,47 +132,24 @@ class Pipeline:
                 return
         await self.require_audit(call)
         if contract.kind == "command":
-            await self.record_attempt(call)
+            await self.recorder.record_attempt(call)
         await self.run_handler(call)
 
+    # -- the explain (``registry.access``) and refusals, for transports -----------------
+
     async def actor_for(self, credentials: str | None) -> Actor | None:
-        """The actor behind credentials, or None when they are refused. For listings
-        (MCP tools/list, GraphQL schema views), which are not invocations."""
-        try:
-            return await self.identity.resolve(credentials)
-        except OperationError:
-            return None
+        """``access.actor_for`` with this pipeline's identity resolver."""
+        return await access.actor_for(self.identity, credentials)
 
     async def may_attempt(self, actor: Actor, operation: Operation) -> bool:
-        """Whether ``actor`` passes the auth level and the role grants of ``operation``
-        (resource conditions such as ``owner`` are only known per call)."""
-        contract = operation.contract
-        if scope_refusal(actor, contract) is not None:
-            return False
-        if contract.policy.auth == "anonymous":
-            return True
-        if level_refusal(actor, contract) is not None:
-            return False
-        for rule in granted_rules(contract):
-            if not await self.authorizer.allowed(actor, rule.resource, rule.action):
-                return False
-        return True
+        """``access.may_attempt`` with this pipeline's authorizer."""
+        return await access.may_attempt(self.authorizer, actor, operation)
 
     async def check(
         self, actor: Actor, key: str, input: Any, *, version: str | None = None
     ) -> Call:
-        """What the authorize stage would decide for ``actor`` calling ``key`` with
-        ``input``, and why (``call.decision``, ``call.policy_rule``, ``call.error``): the
-        resolve, validate-input and authorize stages alone, with resource conditions read
-        from storage. No handler runs and nothing is audited (``specops policy check``)."""
-        call = Call(Invocation(key=key, input=input, transport="cli", version=version), 0.0)
-        call.actor = actor
-        try:
-            for stage in (self.resolve, self.validate_input, self.authorize):
-                await stage(call)
-        except OperationError as exc:
-            call.error = exc
-        return call
+        """``access.check``: what the authorize stage would decide, and why."""
+        return await access.check(self, actor, key, input, version=version)
 
     async def record_refusal(
         self,
@@ -279,40 +166,19 @@ class Pipeline:
     ) -> None:
         """Audit a request refused before it became an invocation of any operation (bad
         credentials at the MCP endpoint, a GraphQL document that does not validate, a
-        method REST does not serve): one record against ``endpoint``, naming the caller
-        when ``credentials`` identify one. Nothing ran, so it joins the next group commit."""
-        invocation = Invocation(
-            key=endpoint,
-            input=None,
+        method REST does not serve), naming the caller when ``credentials`` identify one."""
+        actor = await self.actor_for(credentials) if credentials is not None else None
+        await self.recorder.record_refusal(
             transport=transport,
+            endpoint=endpoint,
+            error=error,
             request_id=request_id,
             client=client,
-            trace_id=trace_id or new_trace_id(),
+            trace_id=trace_id,
+            actor=actor,
+            decision=decision,
+            policy_rule=policy_rule,
         )
-        call = Call(invocation, time.perf_counter(), decision=decision, policy_rule=policy_rule)
-        call.error = error
-        if credentials is not None:
-            call.actor = await self.actor_for(credentials)
-        await self.write_audit(call, call.outcome())
-
-    async def finish(self, call: Call) -> Outcome:
-        """Settle the idempotency key (so that it holds the real outcome), then write the
-        audit record. A command whose record could not be stored answers
-        UPSTREAM_UNAVAILABLE rather than its outcome (``unrecorded``)."""
-        outcome = call.outcome()
-        seen = call.seen if call.seen is not None else self.input_seen(call)
-        problem = outcome.problem
-        if seen is not None and problem is not None and problem.detail and call.operation:
-            # A detail may quote the input (an upstream's "No such PaymentMethod: 'pm_…'"):
-            # a sensitive value reaches neither the caller nor the record.
-            detail = seen.scrub(problem.detail)
-            if detail != problem.detail:
-                outcome = replace(outcome, problem=replace(problem, detail=detail))
-        await self.settle_idempotency(call, outcome)
-        missing = await self.write_audit(call, outcome, seen)
-        if missing is None:
-            return outcome
-        return self.unrecorded(call, outcome, missing)
 
     # -- stages -------------------------------------------------------------------------
 
@@ -372,7 +238,7 @@ class Pipeline:
         contract = call.operation.contract
         actor = call.actor
         call.decision = "deny"
-        refusal = scope_refusal(actor, contract)
+        refusal = access.scope_refusal(actor, contract)
         if refusal is not None:
             call.policy_rule = "key scope"
             raise refusal
@@ -380,12 +246,12 @@ class Pipeline:
             call.decision = "allow"
             call.policy_rule = "auth anonymous"
             return
-        refusal = level_refusal(actor, contract)
+        refusal = access.level_refusal(actor, contract)
         if refusal is not None:
             call.policy_rule = f"auth {contract.policy.auth}"
             raise refusal
         deciding: str | None = None
-        for rule in granted_rules(contract):
+        for rule in access.granted_rules(contract):
             verdict = await self.authorizer.decide(actor, rule.resource, rule.action)
             if not verdict.allowed:
                 call.policy_rule = verdict.reason(rule.resource, rule.action)
@@ -445,7 +311,7 @@ class Pipeline:
         deadline = time.monotonic() + self.idempotency_wait_seconds
         delay = 0.01
         while True:
-            claim = await self.idempotency.claim(scope, fingerprint)
+            claim = await self.recorder.idempotency.claim(scope, fingerprint)
             if claim.state == "claimed":
                 call.idempotency = scope
                 return
@@ -471,7 +337,7 @@ class Pipeline:
         record could not be kept), and no query either unless queries are configured
         ``log-only``. The refusal's own record waits in the audit log's queue. While the
         store is healthy this is a flag check."""
-        if await self.audit.available():
+        if await self.recorder.audit.available():
             return
         assert call.operation is not None
         kind = call.operation.contract.kind
@@ -489,33 +355,6 @@ class Pipeline:
             f"The audit store is unavailable, so the {kind} was not run; retry later",
             headers={"Retry-After": "1"},
         )
-
-    async def record_attempt(self, call: Call) -> None:
-        """Store the command's attempt before its handler runs, or refuse to run it: the
-        record that the trail keeps as ``INTERRUPTED`` if the process dies before the
-        command's own record is stored (which then ends the attempt)."""
-        call.seen = self.input_seen(call)
-        record = self.audit_record(
-            call,
-            outcome="INTERRUPTED",
-            status=CATALOGUE.INTERRUPTED.status,
-            detail=None,
-            seen=call.seen,
-        )
-        try:
-            call.attempt = await self.audit.record_attempt(record)
-        except AttemptNotStored as exc:
-            call.attempt = exc.attempt  # still queued: this call's record must end it
-            log.warning("audit_attempt_not_stored", request_id=call.invocation.request_id)
-        except Exception:
-            log.exception("audit_attempt_failed", request_id=call.invocation.request_id)
-        else:
-            return
-        assert call.operation is not None
-        raise CATALOGUE.UPSTREAM_UNAVAILABLE(
-            "The audit store did not record the attempt, so the command was not run; retry later",
-            headers={"Retry-After": "1"},
-        ) from None
 
     async def run_handler(self, call: Call) -> None:
         assert call.operation is not None and call.actor is not None
@@ -578,138 +417,3 @@ class Pipeline:
             )
             raise CATALOGUE.INTERNAL() from None
         return model.model_dump(mode="json")
-
-    # -- after the stages ---------------------------------------------------------------
-
-    async def settle_idempotency(self, call: Call, outcome: Outcome) -> None:
-        """Keep deterministic results (success, non-retryable declared errors) for replay;
-        free the key when a retry may differ."""
-        if call.idempotency is None:
-            return
-        problem = outcome.problem
-        try:
-            if problem is None or (
-                not problem.retryable
-                and call.operation is not None
-                and call.operation.contract.declared_error(problem.code) is not None
-            ):
-                await self.idempotency.complete(
-                    call.idempotency, StoredOutcome(outcome.output, problem)
-                )
-            else:
-                await self.idempotency.release(call.idempotency)
-        except Exception:
-            log.exception("idempotency_settle_failed", request_id=outcome.request_id)
-
-    @staticmethod
-    def unrecorded(call: Call, outcome: Outcome, missing: Unrecorded) -> Outcome:
-        """The answer for a command that ran but whose audit record did not commit: not
-        its outcome (the trail would not show it), but UPSTREAM_UNAVAILABLE. A ``pending``
-        record stays queued with the real outcome; a kept idempotency key replays it."""
-        why = (
-            "its audit record is not stored yet"
-            if missing == "pending"
-            else "the audit store refused its record"
-        )
-        if call.idempotency is not None:
-            advice = "Retry with the same Idempotency-Key to read the result."
-        else:
-            advice = "It had no Idempotency-Key: check its effect before retrying."
-        detail = f"The command ran, but {why}, so its result is withheld. {advice}"
-        error = CATALOGUE.UPSTREAM_UNAVAILABLE(detail, headers={"Retry-After": "1"})
-        return Outcome(outcome.request_id, outcome.operation, problem=Problem.of(error))
-
-    @staticmethod
-    def input_seen(call: Call) -> RedactedInput | None:
-        """The input as sent and as the record keeps it (sensitive values redacted): the
-        validated model, or the raw payload read by the contract's plan (keys only without
-        a contract); None when there is none (or it could not be decoded)."""
-        inv = call.invocation
-        try:
-            if call.input is not None:
-                return RedactedInput.of(type(call.input), call.input)
-            if inv.wire_error is not None or inv.input is None:
-                return None
-            model = call.operation.contract.input if call.operation is not None else None
-            return RedactedInput.of(model, inv.input)
-        except Exception:
-            log.exception("audit_input_redaction_failed", request_id=inv.request_id)
-            return RedactedInput(None, {"_error": "redaction failed"})
-
-    async def write_audit(
-        self, call: Call, outcome: Outcome, seen: RedactedInput | None = None
-    ) -> Unrecorded | None:
-        """Write the invocation's record; for a durable record that was not stored, why
-        (``pending``: queued until the store is back; ``refused``: the store refused it)."""
-        inv = call.invocation
-        contract = call.operation.contract if call.operation else None
-        problem = outcome.problem
-        record = self.audit_record(
-            call,
-            outcome=outcome.code,
-            status=problem.status if problem else 200,
-            detail=clip(problem.detail, 2000) if problem and problem.code != "INTERNAL" else None,
-            seen=seen,
-        )
-        # A command that reached its handler may have changed state: its record is
-        # committed before the response, or the response says it was not. Queries,
-        # refusals and replays changed nothing: with ``audit_wait_for_every_record`` their
-        # responses wait for the same group commit while the store works, but are sent
-        # when it fails (``wait``); without, at once.
-        durable = (
-            contract is not None
-            and contract.kind == "command"
-            and call.ran_handler
-            and not call.replayed
-        )
-        try:
-            await self.audit.write(
-                record,
-                durable=durable,
-                wait=self.audit_wait_for_every_record,
-                closes=call.attempt,
-            )
-        except AuditUnavailable:
-            log.warning("audit_record_pending", request_id=inv.request_id, durable=durable)
-            return "pending" if durable else None
-        except Exception:
-            log.exception("audit_write_failed", request_id=inv.request_id)
-            return "refused" if durable else None
-        return None
-
-    @staticmethod
-    def audit_record(
-        call: Call,
-        *,
-        outcome: str,
-        status: int,
-        detail: str | None,
-        seen: RedactedInput | None,
-    ) -> AuditRecord:
-        """The invocation's record, ending with ``outcome``."""
-        inv = call.invocation
-        actor = call.actor
-        contract = call.operation.contract if call.operation else None
-        return AuditRecord(
-            at=time.time(),
-            request_id=inv.request_id,
-            transport=inv.transport,
-            client=clip(inv.client, 128),
-            tenant_id=actor.tenant_id if actor else None,
-            actor_id=actor.id if actor else None,
-            actor_kind=actor.kind if actor else None,
-            credential_id=actor.credential_id if actor else None,
-            operation_key=contract.key if contract else inv.key[:200],
-            operation_version=contract.version_text if contract else clip(inv.version, 64),
-            decision=call.decision,
-            outcome=outcome,
-            status=status,
-            latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
-            idempotency_key=clip(inv.idempotency_key, MAX_IDEMPOTENCY_KEY),
-            replayed=call.replayed,
-            input_digest=call.input_digest,
-            detail=detail,
-            policy_rule=clip(call.policy_rule, 255),
-            trace_id=inv.trace_id,
-            input=seen.text() if seen is not None else None,
-        )

@@ -17,9 +17,11 @@ from policy.identity import BearerIdentity
 from policy.jwt_tokens import ClaimNames, JwtVerifier
 from policy.rate_limit import LimitsRateLimiter
 from policy.store import PolicyStore
+from registry.access import granted_rules
 from registry.contract import Rule
 from registry.invocation import Invocation, Outcome
-from registry.pipeline import Pipeline, granted_rules
+from registry.pipeline import Pipeline
+from registry.recording import waits_for_every_record
 from registry.registry import Registry
 from specops.operations import build_registry
 from specops.settings import Settings
@@ -67,7 +69,9 @@ class Server:
             rate_limiter=LimitsRateLimiter(settings.rate_limit_storage),
             idempotency_wait_seconds=settings.idempotency_wait_seconds,
             audit_queries_when_unavailable=settings.audit_queries_when_unavailable,
-            audit_wait_for_every_record=waits_for_every_record(settings, db),
+            audit_wait_for_every_record=waits_for_every_record(
+                settings.audit_wait_for_every_record, sqlite=db.is_sqlite
+            ),
         )
         return cls(settings, db, registry, api_keys, identity, authorizer, audit, pipeline)
 
@@ -157,15 +161,6 @@ def unsatisfiable_rules(registry: Registry, authorizer: CasbinAuthorizer) -> lis
             if not authorizer.satisfiable(rule.resource, rule.action, with_roles=holds):
                 found.append((contract.ref, rule))
     return found
-
-
-def waits_for_every_record(settings: Settings, db: Database) -> bool:
-    """Whether queries and refusals wait for their audit record's commit: as set, else on
-    SQLite only. There a commit costs less than the answer and waiting answers calls in
-    waves, which serves more of them; a PostgreSQL commit waits for its WAL to reach the
-    disk, which would make every lone query wait about 1.5 ms."""
-    chosen = settings.audit_wait_for_every_record
-    return db.is_sqlite if chosen is None else chosen
 
 
 def jwt_verifier(settings: Settings) -> JwtVerifier | None:

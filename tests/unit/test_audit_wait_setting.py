@@ -44,6 +44,6 @@ async def test_queries_wait_for_their_record_by_default_on_sqlite_only(
     server = Server.build(Settings(DATABASE_URL=url))
     try:
         assert server.db.is_sqlite == (backend == "sqlite")
-        assert server.pipeline.audit_wait_for_every_record is waits
+        assert server.pipeline.recorder.wait_for_every_record is waits
     finally:
         await server.close()

@@ -24,66 +24,15 @@ from __future__ import annotations
 import json
 import json.encoder
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
 from hashlib import sha256
 from operator import attrgetter
 from typing import Any
 
 from registry.audit_record import AuditRecord
+from storage.times import timestamp_text, utc_text
 
 #: ``prev_hash`` of the first record, and the hash of the empty chain.
 GENESIS = "0" * 64
-
-_EPOCH = datetime(1970, 1, 1)
-
-
-class _SecondText:
-    """The ISO text of the last second asked for: records come many a second, and
-    formatting a datetime costs each one microseconds. One immutable pair, replaced
-    whole, so that threads sharing it never see one second's text under another's."""
-
-    def __init__(self) -> None:
-        self.entry: tuple[int, str] = (0, _EPOCH.isoformat())
-
-    def of(self, second: int) -> str:
-        entry = self.entry
-        if entry[0] == second:
-            return entry[1]
-        text = (_EPOCH + timedelta(seconds=second)).isoformat()
-        self.entry = (second, text)
-        return text
-
-
-_second_text = _SecondText()
-
-
-def timestamp_text(at: float) -> str:
-    """A record's time (seconds since the epoch) rounded to the microsecond, as naive
-    UTC ISO text (``2024-05-01T12:00:00.123457``): what both databases keep, and the
-    form a content holds it in. Raises OverflowError beyond datetime's years."""
-    second, micro = divmod(round(at * 1_000_000), 1_000_000)
-    return _second_text.of(second) + "." + str(micro).zfill(6)  # a third of an f-string's cost
-
-
-def naive_utc(value: datetime | str) -> datetime:
-    """A stored or exported time as a naive UTC datetime (SQLite keeps naive UTC,
-    PostgreSQL answers in the session's zone, an export says ``...Z``)."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value
-
-
-def time_text(at: datetime) -> str:
-    """The canonical text of a naive UTC time: ``2024-05-01T12:00:00.123456Z``."""
-    return at.isoformat(timespec="microseconds") + "Z"
-
-
-def utc_text(value: datetime | str) -> str:
-    """A stored or exported time as a content holds it: naive UTC ISO text with
-    microseconds (``2024-05-01T12:00:00.123456``)."""
-    return naive_utc(value).isoformat(timespec="microseconds")
 
 
 def _text(value: Any) -> str | None:

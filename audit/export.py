@@ -16,10 +16,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from audit.chain import naive_utc, time_text
 from audit.query import EventFilter, conditions
 from storage.database import Database
 from storage.tables import audit_events as t
+from storage.times import naive_utc, time_text
 
 #: No filter: every record.
 ALL_RECORDS = EventFilter()

@@ -38,118 +38,48 @@ import secrets
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable
-from datetime import UTC, datetime
 from itertools import islice
 
 import structlog
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from audit import sql_store
 from audit.attempts import (
     HEARTBEAT_SECONDS,
     Process,
     attempt_text,
-    interrupted_record,
     is_gone,
 )
 from audit.chain import (
-    CONTENT_COLUMNS,
     Content,
-    chained_rows,
-    naive_utc,
     record_content,
-    timestamp_text,
 )
+from audit.sql_store import Batch, Rejected, StoreDown
 from audit.sqlite_appender import (
-    Batch,
     RecordsRefused,
     SqliteAppender,
-    sqlite_time,
-    sqlite_time_of,
+    sqlite_store,
 )
 from registry.audit_record import AuditRecord
 from registry.ports import AttemptNotStored, AuditUnavailable
 from storage.database import Database
 from storage.tables import audit_attempts, audit_owners
+from storage.times import (
+    EncodeTime,
+    naive_utc,
+    sqlite_time_of,
+    timestamp_text,
+    utc_now,
+)
 
 log = structlog.get_logger("specops.audit")
-
-#: The columns the writer fills, in statement order (``id`` is the database's).
-COLUMNS: tuple[str, ...] = (*CONTENT_COLUMNS, "seq", "prev_hash", "hash")
-
-#: First statement of every batch: takes the chain head's lock and reads it.
-LOCK_HEAD = "UPDATE audit_chain_head SET seq = seq WHERE id = 1 RETURNING seq, hash"
-#: SQLite's first statement after ``BEGIN IMMEDIATE``, which already holds the lock.
-READ_HEAD = "SELECT seq, hash FROM audit_chain_head WHERE id = 1"
-#: A cheap look at both tables, for ``available()`` and to tell a broken store from a
-#: bad record.
-PROBE = "SELECT seq, (SELECT max(seq) FROM audit_events) FROM audit_chain_head WHERE id = 1"
-
-#: A command's attempt, its process' row (new, or renewed), and the end of an attempt.
-INSERT_ATTEMPT = "INSERT INTO audit_attempts (id, owner, started_at, record) VALUES ({})"
-UPSERT_OWNER = (
-    "INSERT INTO audit_owners (id, host, pid, pid_started, started_at, heartbeat_at) "
-    "VALUES ({}) ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at"
-)
-CLOSE_ATTEMPT = "DELETE FROM audit_attempts WHERE id = {}"
 
 MIN_BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 2.0
 #: ``available()`` looks at a failing store at most this often.
 PROBE_INTERVAL_SECONDS = 1.0
-
-
-def _marks(paramstyle: str, count: int) -> list[str]:
-    if paramstyle == "qmark":
-        return ["?"] * count
-    if paramstyle == "numeric_dollar":
-        return [f"${i}" for i in range(1, count + 1)]
-    if paramstyle == "format":
-        return ["%s"] * count
-    raise ValueError(f"unsupported parameter style {paramstyle}")
-
-
-def insert_statement(paramstyle: str) -> str:
-    """``INSERT INTO audit_events (...) VALUES (...)`` in the driver's parameter style."""
-    marks = _marks(paramstyle, len(COLUMNS))
-    return f"INSERT INTO audit_events ({', '.join(COLUMNS)}) VALUES ({', '.join(marks)})"
-
-
-def attempt_statements(paramstyle: str) -> tuple[str, str, str]:
-    """``INSERT_ATTEMPT``, ``UPSERT_OWNER`` and ``CLOSE_ATTEMPT`` in the driver's style."""
-    return (
-        INSERT_ATTEMPT.format(", ".join(_marks(paramstyle, 4))),
-        UPSERT_OWNER.format(", ".join(_marks(paramstyle, 6))),
-        CLOSE_ATTEMPT.format(_marks(paramstyle, 1)[0]),
-    )
-
-
-def head_update_statement(paramstyle: str) -> str:
-    """``UPDATE audit_chain_head SET seq, hash, updated_at`` in the driver's style."""
-    seq, digest, at = _marks(paramstyle, 3)
-    return (
-        f"UPDATE audit_chain_head SET seq = {seq}, hash = {digest}, updated_at = {at} WHERE id = 1"
-    )
-
-
-def _aware_time(at: datetime) -> datetime:
-    """A naive UTC time as asyncpg takes it for ``timestamptz``."""
-    return at.replace(tzinfo=UTC)
-
-
-def _aware_time_of(iso: str) -> datetime:
-    """A time given as naive UTC ISO text, as asyncpg takes it for ``timestamptz``."""
-    return _aware_time(datetime.fromisoformat(iso))
-
-
-class _StoreDown(Exception):
-    """The store, not a record, failed (``__cause__`` says how)."""
-
-
-class _Rejected(Exception):
-    """The insert failed; maybe a record's fault (``__cause__`` says how)."""
 
 
 class _Item:
@@ -218,7 +148,6 @@ class AuditLog:
         self._writer: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._closing = False
-        self._statements: tuple[str, str] | None = None
         # The store's health: when the writer's failures began (None: it works), when
         # its current attempt began, and available()'s last look.
         self._failing_since: float | None = None
@@ -230,7 +159,7 @@ class AuditLog:
         #: Batches committed so far (group commit at work: far fewer than records).
         self.commits = 0
         #: SQLite files are written by a thread of their own, a batch per call.
-        self._sqlite = _sqlite_appender(db)
+        self._sqlite = sqlite_store(db)
         #: This process, as ``audit_owners`` names it once it stores an attempt.
         self.process = process or Process.current()
         self.owner = secrets.token_hex(16)
@@ -460,7 +389,7 @@ class AuditLog:
     async def _store(self, conn: AsyncConnection | None, batch: list[_Item]) -> None:
         """One transaction for the batch; if the database refuses it while the store
         works, each record alone, so that one bad record never costs the others theirs.
-        Raises ``_StoreDown`` when the store failed (the records stay queued)."""
+        Raises ``StoreDown`` when the store failed (the records stay queued)."""
         ready = []
         for item in batch:
             if item.content is None:
@@ -474,10 +403,10 @@ class AuditLog:
             return
         try:
             await self._commit(conn, ready)
-        except _Rejected as rejected:
+        except Rejected as rejected:
             cause = rejected.__cause__ or rejected
             if not await self._blames_records(conn, cause):
-                raise _StoreDown("the audit store failed") from cause
+                raise StoreDown("the audit store failed") from cause
             if len(ready) == 1:
                 self._reject(ready[0], cause)
                 return
@@ -520,50 +449,12 @@ class AuditLog:
         return Batch(contents, attempts, closed, owner)
 
     async def _commit(self, conn: AsyncConnection | None, items: list[_Item]) -> None:
-        """Store this process' row and the attempts, lock the chain head, chain the
-        records after it, insert them, move the head, and delete the attempts they end."""
+        """One transaction for ``items`` (``audit.sql_store.commit``, or the SQLite
+        file's store)."""
         if self._sqlite is not None:
             return await self._commit_sqlite(self._sqlite, items)
         assert conn is not None
-        sqlite = conn.dialect.name == "sqlite"
-        batch = self._batch(items, sqlite_time_of if sqlite else _aware_time_of)
-        insert_attempt, upsert_owner, close_attempt = attempt_statements(conn.dialect.paramstyle)
-        try:
-            async with conn.begin():
-                if batch.owner is not None:
-                    await conn.exec_driver_sql(upsert_owner, batch.owner)
-                if batch.attempts:
-                    try:
-                        await conn.exec_driver_sql(insert_attempt, batch.attempts)
-                    except Exception as exc:
-                        raise _Rejected() from exc
-                if batch.contents:
-                    head = await _lock_head(conn)
-                    await self._chain(conn, batch.contents, head)
-                if batch.closed:
-                    await conn.exec_driver_sql(close_attempt, batch.closed)
-        except (_Rejected, _StoreDown):
-            raise
-        except Exception as exc:
-            raise _StoreDown("the audit store failed") from exc
-
-    async def _chain(
-        self, conn: AsyncConnection, contents: list[Content], head: tuple[int, str]
-    ) -> None:
-        """Insert ``contents`` chained after ``head`` (locked by ``_lock_head``) and move
-        the head past them."""
-        insert, update_head = self._statements_for(conn)
-        sqlite = conn.dialect.name == "sqlite"
-        encode_at = sqlite_time if sqlite else _aware_time
-        rows, seq, prev_hash = chained_rows(
-            contents, head[0], head[1], sqlite_time_of if sqlite else _aware_time_of
-        )
-        try:
-            await conn.exec_driver_sql(insert, rows)
-        except Exception as exc:
-            raise _Rejected() from exc
-        now = datetime.now(UTC).replace(tzinfo=None)
-        await conn.exec_driver_sql(update_head, (seq, prev_hash, encode_at(now)))
+        await sql_store.commit(conn, self._batch(items, sql_store.encoder(conn)))
 
     async def _commit_sqlite(self, appender: SqliteAppender, items: list[_Item]) -> None:
         lock = self.db.write_lock
@@ -573,9 +464,9 @@ class AuditLog:
             async with lock:
                 await appender.append(batch)
         except RecordsRefused as refused:
-            raise _Rejected() from refused.__cause__
+            raise Rejected() from refused.__cause__
         except Exception as exc:
-            raise _StoreDown("the audit store failed") from exc
+            raise StoreDown("the audit store failed") from exc
 
     # -- attempts of processes that are gone -----------------------------------------------
 
@@ -583,7 +474,7 @@ class AuditLog:
         """Record the attempts of processes that are gone as ``INTERRUPTED`` (chained like
         any record), deleting them and their processes' rows in the same transaction;
         returns how many. Processes starting together each record a different share."""
-        now = datetime.now(UTC).replace(tzinfo=None)
+        now = utc_now()
         async with self.db.connect() as conn:
             owners = (await conn.execute(select(audit_owners))).mappings().all()
             with_attempts = set(
@@ -603,7 +494,8 @@ class AuditLog:
         gone = sorted(({row["id"] for row in owners} | with_attempts) - alive)
         closed = 0
         while gone:
-            records, more = await self._close_attempts_of(gone)
+            async with self.db.begin() as conn:
+                records, more = await sql_store.close_attempts_of(conn, gone)
             closed += len(records)
             for record in records:
                 self._log_line(record)
@@ -612,33 +504,6 @@ class AuditLog:
         if closed:
             log.warning("audit_attempts_interrupted", count=closed, processes=len(gone))
         return closed
-
-    async def _close_attempts_of(
-        self, owners: list[str], limit: int = 500
-    ) -> tuple[list[AuditRecord], bool]:
-        """One transaction: up to ``limit`` attempts of ``owners`` become INTERRUPTED
-        records; the owners' rows go with their last attempts. Returns the records and
-        whether attempts remain."""
-        async with self.db.begin() as conn:
-            head = await _lock_head(conn)  # first: the attempts read are then this writer's
-            rows = (
-                await conn.execute(
-                    select(audit_attempts.c.id, audit_attempts.c.record)
-                    .where(audit_attempts.c.owner.in_(owners))
-                    .order_by(audit_attempts.c.started_at, audit_attempts.c.id)
-                    .limit(limit + 1)
-                )
-            ).all()
-            more = len(rows) > limit
-            rows = rows[:limit]
-            records = [interrupted_record(text) for _, text in rows]
-            if records:
-                await self._chain(conn, [record_content(r) for r in records], head)
-                ids = [attempt for attempt, _ in rows]
-                await conn.execute(delete(audit_attempts).where(audit_attempts.c.id.in_(ids)))
-            if not more:
-                await conn.execute(delete(audit_owners).where(audit_owners.c.id.in_(owners)))
-        return records, more
 
     # -- this process' row ---------------------------------------------------------------
 
@@ -666,10 +531,8 @@ class AuditLog:
                 continue
             try:
                 async with self.db.begin() as conn:
-                    sqlite = conn.dialect.name == "sqlite"
-                    _, upsert_owner, _ = attempt_statements(conn.dialect.paramstyle)
-                    row = self._owner_row(sqlite_time_of if sqlite else _aware_time_of)
-                    await conn.exec_driver_sql(upsert_owner, row)
+                    row = self._owner_row(sql_store.encoder(conn))
+                    await sql_store.renew_owner(conn, row)
                 self._owner_renewed_at = time.monotonic()
             except Exception as exc:
                 log.warning("audit_heartbeat_failed", error=type(exc).__name__)
@@ -691,16 +554,10 @@ class AuditLog:
                 await self._sqlite.probe()
             else:
                 assert conn is not None
-                await _probe(conn)
+                await sql_store.probe(conn)
         except Exception:
             return False
         return True
-
-    def _statements_for(self, conn: AsyncConnection) -> tuple[str, str]:
-        if self._statements is None:
-            paramstyle = conn.dialect.paramstyle
-            self._statements = (insert_statement(paramstyle), head_update_statement(paramstyle))
-        return self._statements
 
     # -- health --------------------------------------------------------------------------
 
@@ -747,7 +604,7 @@ class AuditLog:
             try:
                 async with asyncio.timeout(PROBE_INTERVAL_SECONDS):
                     async with self.db.engine.connect() as conn:
-                        await _probe(conn)
+                        await sql_store.probe(conn)
             except Exception:
                 answer = False
             else:
@@ -824,38 +681,6 @@ class AuditLog:
         self._log.log(level, "invocation", **fields)
 
 
-#: How a batch's driver takes a time given as naive UTC ISO text.
-EncodeTime = Callable[[str], object]
-
-
-async def _lock_head(conn: AsyncConnection) -> tuple[int, str]:
-    """Take the chain head's lock (for the rest of the transaction) and read it."""
-    head = (await conn.exec_driver_sql(LOCK_HEAD)).first()
-    if head is None:
-        raise _StoreDown("audit_chain_head has no row: is the schema migrated?")
-    seq, digest = tuple(head)
-    return int(seq), str(digest)
-
-
-def _sqlite_appender(db: Database) -> SqliteAppender | None:
-    """The inline writer for a SQLite file; None for other databases (and in-memory
-    SQLite, which only the engine's own connection sees)."""
-    if db.sqlite_path is None:
-        return None
-    insert_attempt, upsert_owner, close_attempt = attempt_statements("qmark")
-    return SqliteAppender(
-        db.sqlite_path,
-        insert=insert_statement("qmark"),
-        insert_attempt=insert_attempt,
-        upsert_owner=upsert_owner,
-        close_attempt=close_attempt,
-        read_head=READ_HEAD,
-        update_head=head_update_statement("qmark"),
-        probe=PROBE,
-        checkpoints=db.checkpoints,
-    )
-
-
 def _expire(done: asyncio.Future[None], request_id: str, audit: AuditLog) -> None:
     """A durable write's timeout: its caller stops waiting; the record stays queued."""
     if not done.done():
@@ -865,13 +690,6 @@ def _expire(done: asyncio.Future[None], request_id: str, audit: AuditLog) -> Non
                 f"{audit.durable_timeout_seconds:g}s; it stays queued"
             )
         )
-
-
-async def _probe(conn: AsyncConnection) -> None:
-    """Raise unless both audit tables answer."""
-    async with conn.begin():
-        if (await conn.exec_driver_sql(PROBE)).first() is None:
-            raise LookupError("audit_chain_head has no row")
 
 
 def _fail(items: list[_Item], exc: BaseException) -> None:
@@ -890,4 +708,4 @@ def log_level(status: int) -> int:
     return logging.INFO
 
 
-__all__ = ["COLUMNS", "AuditLog", "AuditUnavailable", "insert_statement", "log_level"]
+__all__ = ["AuditLog", "AuditUnavailable", "log_level"]

@@ -25,6 +25,7 @@ from sqlalchemy import ColumnElement, RowMapping, select
 
 from storage.database import Database
 from storage.tables import audit_events as t
+from storage.times import aware_utc
 
 
 class _EveryTenant(Enum):
@@ -112,20 +113,13 @@ class StoredEvent:
     @classmethod
     def of(cls, row: RowMapping) -> StoredEvent:
         values = {name: row[name] for name in _EVENT_FIELDS}
-        values["at"] = utc(row["at"])
+        values["at"] = aware_utc(row["at"])
         values["input"] = parse_input(row["input"])
         values["replayed"] = bool(row["replayed"])
         return cls(**values)
 
 
 _EVENT_FIELDS = tuple(f.name for f in fields(StoredEvent))
-
-
-def utc(value: datetime) -> datetime:
-    """A stored time in UTC (SQLite keeps naive UTC, PostgreSQL the session's zone)."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 def parse_input(text: str | None) -> dict[str, Any] | None:

@@ -27,12 +27,20 @@ import asyncio
 import contextlib
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from audit.chain import Content, chained_rows
+from audit.chain import chained_rows
+from audit.sql_store import (
+    PROBE,
+    READ_HEAD,
+    Batch,
+    attempt_statements,
+    head_update_statement,
+    insert_statement,
+)
+from storage.database import Database
 from storage.inline_sqlite import BUSY_TIMEOUT_MS, Checkpoints, is_busy
+from storage.times import sqlite_time_of, utc_now
 
 
 def bind_common_values_directly() -> None:
@@ -54,37 +62,12 @@ def bind_common_values_directly() -> None:
 _NOTHING: dict[object, None] = {}
 
 
-@dataclass(slots=True)
-class Batch:
-    """What one transaction of the audit writer stores (times as the driver takes them)."""
-
-    #: Records to chain (``audit.chain``).
-    contents: list[Content]
-    #: Command attempts: id, owner, time, record as JSON.
-    attempts: list[tuple[Any, ...]]
-    #: Ids of the attempts the records end.
-    closed: list[tuple[str]]
-    #: This process' row in ``audit_owners``, to store or renew first; or None.
-    owner: tuple[Any, ...] | None = None
-
-
 class RecordsRefused(Exception):
     """The insert failed: maybe a record's fault (``__cause__`` says how)."""
 
 
 class HeadMissing(LookupError):
     """``audit_chain_head`` has no row: the schema is not migrated."""
-
-
-def sqlite_time(at: datetime) -> str:
-    """A naive UTC time in SQLAlchemy's SQLite DATETIME storage format."""
-    return at.isoformat(sep=" ", timespec="microseconds")
-
-
-def sqlite_time_of(iso: str) -> str:
-    """``sqlite_time`` of a time given as naive UTC ISO text (``T`` between date and
-    time, microseconds)."""
-    return f"{iso[:10]} {iso[11:]}"
 
 
 class SqliteAppender:
@@ -191,7 +174,7 @@ class SqliteAppender:
                     batch.contents, int(head[0]), str(head[1]), sqlite_time_of
                 )
                 _insert(conn, self._insert, rows)
-                now = sqlite_time(datetime.now(UTC).replace(tzinfo=None))
+                now = sqlite_time_of(utc_now().isoformat(timespec="microseconds"))
                 conn.execute(self._update_head, (seq, prev_hash, now))
             if batch.closed:
                 conn.executemany(self._close_attempt, batch.closed)
@@ -243,3 +226,22 @@ def _close(conn: sqlite3.Connection | None) -> None:
 
 class _Locked(Exception):
     """Another process holds the write lock (the event loop's connection does not wait)."""
+
+
+def sqlite_store(db: Database) -> SqliteAppender | None:
+    """The inline writer for a SQLite file; None for other databases (and in-memory
+    SQLite, which only the engine's own connection sees)."""
+    if db.sqlite_path is None:
+        return None
+    insert_attempt, upsert_owner, close_attempt = attempt_statements("qmark")
+    return SqliteAppender(
+        db.sqlite_path,
+        insert=insert_statement("qmark"),
+        insert_attempt=insert_attempt,
+        upsert_owner=upsert_owner,
+        close_attempt=close_attempt,
+        read_head=READ_HEAD,
+        update_head=head_update_statement("qmark"),
+        probe=PROBE,
+        checkpoints=db.checkpoints,
+    )

@@ -26,7 +26,6 @@ from audit.chain import (
     chain_hash,
     record_content,
     row_content,
-    timestamp_text,
 )
 from audit.export import export_record, row_of_export
 from audit.log import AuditLog
@@ -35,6 +34,7 @@ from registry.audit_record import AuditRecord
 from storage import migrate
 from storage.database import Database
 from storage.tables import audit_chain_head, audit_events
+from storage.times import timestamp_text
 from tests.support.processes import ROOT
 
 FIXED = AuditRecord(

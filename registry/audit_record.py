@@ -8,11 +8,8 @@ from typing import Any, Literal
 
 @dataclass(slots=True)
 class AuditRecord:
-    """One invocation, as the audit trail keeps it. Never holds a secret.
-
-    Not frozen, though nothing changes a record once made: a frozen dataclass sets each
-    of these fields through ``object.__setattr__``, which costs every invocation about a
-    microsecond."""
+    """One invocation, as the audit trail keeps it. Never holds a secret. Not frozen
+    (docs/performance.md, "Pipeline and audit")."""
 
     at: float
     request_id: str

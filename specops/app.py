@@ -57,7 +57,7 @@ class Server:
             PolicyStore(db), refresh_seconds=settings.policy_refresh_seconds
         )
         registry = build_registry(db, settings, key_identity=key_identity, authorizer=authorizer)
-        audit = AuditLog(db, durable_timeout_seconds=settings.audit_durable_timeout_seconds)
+        audit = AuditLog(db, durable_timeout_seconds=settings.audit.durable_timeout_seconds)
         pipeline = Pipeline(
             registry,
             identity=identity,
@@ -66,7 +66,7 @@ class Server:
             audit=audit,
             rate_limiter=LimitsRateLimiter(settings.rate_limit_storage),
             idempotency_wait_seconds=settings.idempotency_wait_seconds,
-            audit_queries_when_unavailable=settings.audit_queries_when_unavailable,
+            audit_queries_when_unavailable=settings.audit.queries_when_unavailable,
             audit_wait_for_every_record=waits_for_every_record(settings, db),
         )
         return cls(settings, db, registry, api_keys, identity, authorizer, audit, pipeline)
@@ -117,11 +117,11 @@ class Server:
     def asgi(self) -> Starlette:
         mcp = McpHttp(
             self.pipeline,
-            require_auth=self.settings.mcp_require_auth,
-            stateless=self.settings.mcp_stateless,
-            json_response=self.settings.mcp_json_response,
-            allowed_hosts=self.settings.mcp_allowed_hosts,
-            allowed_origins=self.settings.mcp_allowed_origins,
+            require_auth=self.settings.mcp.require_auth,
+            stateless=self.settings.mcp.stateless,
+            json_response=self.settings.mcp.json_response,
+            allowed_hosts=self.settings.mcp.allowed_hosts,
+            allowed_origins=self.settings.mcp.allowed_origins,
         )
 
         @asynccontextmanager
@@ -164,27 +164,27 @@ def waits_for_every_record(settings: Settings, db: Database) -> bool:
     SQLite only. There a commit costs less than the answer and waiting answers calls in
     waves, which serves more of them; a PostgreSQL commit waits for its WAL to reach the
     disk, which would make every lone query wait about 1.5 ms."""
-    chosen = settings.audit_wait_for_every_record
+    chosen = settings.audit.wait_for_every_record
     return db.is_sqlite if chosen is None else chosen
 
 
 def jwt_verifier(settings: Settings) -> JwtVerifier | None:
     """The verifier of signed bearer tokens the settings configure; None when they name no
     key (then only API keys are accepted)."""
-    secret = settings.jwt_hs256_secret
+    secret = settings.jwt.hs256_secret
     return JwtVerifier.configure(
         hs256_secret=secret.get_secret_value() if secret else None,
-        public_key_file=settings.jwt_public_key_file,
-        jwks_file=settings.jwt_jwks_file,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
+        public_key_file=settings.jwt.public_key_file,
+        jwks_file=settings.jwt.jwks_file,
+        issuer=settings.jwt.issuer,
+        audience=settings.jwt.audience,
         claims=ClaimNames(
-            subject=settings.jwt_subject_claim,
-            tenant=settings.jwt_tenant_claim,
-            roles=settings.jwt_roles_claim,
-            kind=settings.jwt_kind_claim,
+            subject=settings.jwt.subject_claim,
+            tenant=settings.jwt.tenant_claim,
+            roles=settings.jwt.roles_claim,
+            kind=settings.jwt.kind_claim,
         ),
-        leeway_seconds=settings.jwt_leeway_seconds,
+        leeway_seconds=settings.jwt.leeway_seconds,
         cache_seconds=settings.identity_cache_seconds,
     )
 

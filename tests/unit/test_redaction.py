@@ -26,7 +26,7 @@ from registry.fields import Sensitive as ReexportedSensitive
 from registry.invocation import Invocation
 from registry.model import WireModel
 from specs.billing.capture_payment import CapturePaymentInput
-from tests.unit.test_trace_context import Sink, contract_base, make_pipeline
+from tests.support.doubles import Sink, contract_base, make_pipeline
 
 
 class Card(WireModel):

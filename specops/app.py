@@ -161,9 +161,7 @@ def unsatisfiable_rules(registry: Registry, authorizer: CasbinAuthorizer) -> lis
 
 def waits_for_every_record(settings: Settings, db: Database) -> bool:
     """Whether queries and refusals wait for their audit record's commit: as set, else on
-    SQLite only. There a commit costs less than the answer and waiting answers calls in
-    waves, which serves more of them; a PostgreSQL commit waits for its WAL to reach the
-    disk, which would make every lone query wait about 1.5 ms."""
+    SQLite only (why: docs/performance.md)."""
     chosen = settings.audit.wait_for_every_record
     return db.is_sqlite if chosen is None else chosen
 
@@ -191,9 +189,7 @@ def jwt_verifier(settings: Settings) -> JwtVerifier | None:
 
 def freeze_startup_objects() -> None:
     """Move everything built so far (modules, schemas, models, the registry) out of the
-    garbage collector's sight. A serving process keeps them for its whole life, yet a
-    full collection would walk all of them, pausing every request for a tenth of a
-    second each time; with them frozen it walks only what requests left behind."""
+    garbage collector's sight (why: docs/performance.md)."""
     gc.collect()
     gc.freeze()
 

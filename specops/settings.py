@@ -90,7 +90,9 @@ class AuditSettings(BaseSettings):
 class StripeSettings(BaseSettings):
     """The Stripe client: ``STRIPE_SECRET_KEY``, ``STRIPE_API_BASE``, ``SPECOPS_STRIPE_*``."""
 
-    model_config = SettingsConfigDict(env_prefix="SPECOPS_STRIPE_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="SPECOPS_STRIPE_", extra="ignore", populate_by_name=True
+    )
 
     secret_key: SecretStr | None = Field(None, validation_alias=AliasChoices("STRIPE_SECRET_KEY"))
     api_base: str | None = Field(None, validation_alias=AliasChoices("STRIPE_API_BASE"))
@@ -105,7 +107,7 @@ class StripeSettings(BaseSettings):
 class Settings(BaseSettings):
     """Every setting the server reads. Secrets are ``SecretStr`` and never printed."""
 
-    model_config = SettingsConfigDict(env_prefix="SPECOPS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SPECOPS_", extra="ignore", populate_by_name=True)
 
     database_url: str = Field(
         DEFAULT_URL, validation_alias=AliasChoices("DATABASE_URL", "SPECOPS_DATABASE_URL")

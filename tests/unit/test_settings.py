@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, SecretStr
 
-from specops.settings import Settings
+from specops.settings import Settings, StripeSettings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -126,3 +126,12 @@ def test_defaults_and_empty_optional_values(environment: pytest.MonkeyPatch) -> 
     assert settings.audit.platform_tenant is None
     environment.setenv("SPECOPS_DATABASE_URL", "sqlite+aiosqlite:///prefixed.db")
     assert Settings().database_url == "sqlite+aiosqlite:///prefixed.db"
+
+
+def test_code_may_pass_aliased_settings_by_name(environment: pytest.MonkeyPatch) -> None:
+    stripe = StripeSettings(secret_key="sk_test_2", api_base="http://127.0.0.1:2")
+    assert (read(Settings(stripe=stripe), "stripe.secret_key"), stripe.api_base) == (
+        "sk_test_2",
+        "http://127.0.0.1:2",
+    )
+    assert Settings(database_url="sqlite+aiosqlite:///named.db").database_url.endswith("named.db")

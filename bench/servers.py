@@ -129,20 +129,10 @@ def _wait_ready(server: ServerProcess, timeout: float = 60.0) -> None:
     raise BenchError(f"{server.name} did not answer within {timeout:g}s")
 
 
-#: The setting that would make /mcp answer JSON instead of an SSE stream, once settings
-#: expose McpHttp's ``json_response`` under this name (see ``mcp_settings``).
-MCP_JSON_SETTING = "mcp_json_response"
-
-
 def mcp_settings() -> dict[str, str]:
-    """Stateless MCP (no ``initialize``, no session: one POST per call), with JSON
-    responses when the settings offer them; otherwise /mcp answers with an SSE stream."""
-    from specops.settings import Settings
-
-    env = {"SPECOPS_MCP_STATELESS": "true"}
-    if MCP_JSON_SETTING in Settings.model_fields:
-        env[f"SPECOPS_{MCP_JSON_SETTING.upper()}"] = "true"
-    return env
+    """Stateless MCP (no ``initialize``, no session: one POST per call), answering JSON
+    instead of an SSE stream."""
+    return {"SPECOPS_MCP_STATELESS": "true", "SPECOPS_MCP_JSON_RESPONSE": "true"}
 
 
 def ours_env(workdir: Path) -> dict[str, str]:

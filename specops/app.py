@@ -59,7 +59,7 @@ class Server:
             PolicyStore(db), refresh_seconds=settings.policy_refresh_seconds
         )
         registry = build_registry(db, settings, key_identity=key_identity, authorizer=authorizer)
-        audit = AuditLog(db, durable_timeout_seconds=settings.audit_durable_timeout_seconds)
+        audit = AuditLog(db, durable_timeout_seconds=settings.audit.durable_timeout_seconds)
         pipeline = Pipeline(
             registry,
             identity=identity,
@@ -68,9 +68,9 @@ class Server:
             audit=audit,
             rate_limiter=LimitsRateLimiter(settings.rate_limit_storage),
             idempotency_wait_seconds=settings.idempotency_wait_seconds,
-            audit_queries_when_unavailable=settings.audit_queries_when_unavailable,
+            audit_queries_when_unavailable=settings.audit.queries_when_unavailable,
             audit_wait_for_every_record=waits_for_every_record(
-                settings.audit_wait_for_every_record, sqlite=db.is_sqlite
+                settings.audit.wait_for_every_record, sqlite=db.is_sqlite
             ),
         )
         return cls(settings, db, registry, api_keys, identity, authorizer, audit, pipeline)
@@ -121,11 +121,11 @@ class Server:
     def asgi(self) -> Starlette:
         mcp = McpHttp(
             self.pipeline,
-            require_auth=self.settings.mcp_require_auth,
-            stateless=self.settings.mcp_stateless,
-            json_response=self.settings.mcp_json_response,
-            allowed_hosts=self.settings.mcp_allowed_hosts,
-            allowed_origins=self.settings.mcp_allowed_origins,
+            require_auth=self.settings.mcp.require_auth,
+            stateless=self.settings.mcp.stateless,
+            json_response=self.settings.mcp.json_response,
+            allowed_hosts=self.settings.mcp.allowed_hosts,
+            allowed_origins=self.settings.mcp.allowed_origins,
         )
 
         @asynccontextmanager
@@ -166,29 +166,27 @@ def unsatisfiable_rules(registry: Registry, authorizer: CasbinAuthorizer) -> lis
 def jwt_verifier(settings: Settings) -> JwtVerifier | None:
     """The verifier of signed bearer tokens the settings configure; None when they name no
     key (then only API keys are accepted)."""
-    secret = settings.jwt_hs256_secret
+    secret = settings.jwt.hs256_secret
     return JwtVerifier.configure(
         hs256_secret=secret.get_secret_value() if secret else None,
-        public_key_file=settings.jwt_public_key_file,
-        jwks_file=settings.jwt_jwks_file,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
+        public_key_file=settings.jwt.public_key_file,
+        jwks_file=settings.jwt.jwks_file,
+        issuer=settings.jwt.issuer,
+        audience=settings.jwt.audience,
         claims=ClaimNames(
-            subject=settings.jwt_subject_claim,
-            tenant=settings.jwt_tenant_claim,
-            roles=settings.jwt_roles_claim,
-            kind=settings.jwt_kind_claim,
+            subject=settings.jwt.subject_claim,
+            tenant=settings.jwt.tenant_claim,
+            roles=settings.jwt.roles_claim,
+            kind=settings.jwt.kind_claim,
         ),
-        leeway_seconds=settings.jwt_leeway_seconds,
+        leeway_seconds=settings.jwt.leeway_seconds,
         cache_seconds=settings.identity_cache_seconds,
     )
 
 
 def freeze_startup_objects() -> None:
     """Move everything built so far (modules, schemas, models, the registry) out of the
-    garbage collector's sight. A serving process keeps them for its whole life, yet a
-    full collection would walk all of them, pausing every request for a tenth of a
-    second each time; with them frozen it walks only what requests left behind."""
+    garbage collector's sight (why: docs/performance.md)."""
     gc.collect()
     gc.freeze()
 

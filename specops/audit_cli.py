@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 import click
 
@@ -26,26 +26,11 @@ from audit.export import (
 )
 from audit.query import EventFilter
 from audit.verify import ChainReport, verify_chain, verify_records
-from specops.settings import Settings
+from specops.cli_support import run_on_database
 from storage.database import Database
-
-T = TypeVar("T")
 
 #: ``tail --follow`` looks for new records this often.
 FOLLOW_SECONDS = 1.0
-
-
-def _with_db(work: Callable[[Database], Awaitable[T]]) -> T:
-    """Open the configured database, run ``work`` on it, close it."""
-
-    async def main() -> T:
-        db = Database(Settings().database_url)
-        try:
-            return await work(db)
-        finally:
-            await db.dispose()
-
-    return asyncio.run(main())
 
 
 def _time(value: str | None, option: str) -> datetime | None:
@@ -80,7 +65,7 @@ def audit_verify(path: Path | None, batch: int) -> None:
         report = _verify_file(path)
         where = str(path)
     else:
-        report = _with_db(lambda db: verify_chain(db, batch=batch))
+        report = run_on_database(lambda db: verify_chain(db, batch=batch))
         where = "the database"
     if report.ok:
         click.echo(f"OK: {report.checked} records checked in {where}, the chain is intact")
@@ -124,7 +109,7 @@ def audit_tail(count: int, follow: bool, tenant: str | None, as_json: bool) -> N
             await follow_records(db, filters, last, lambda r: click.echo(show(r)))
 
     with suppress(KeyboardInterrupt):
-        _with_db(work)
+        run_on_database(work)
 
 
 async def _last_seq(db: Database) -> int:
@@ -194,5 +179,5 @@ def audit_export(
                 written += 1
         return written
 
-    written = _with_db(work)
+    written = run_on_database(work)
     click.echo(f"{written} records exported", err=True)

@@ -2,38 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from registry.invocation import Invocation
 from specops.app import Server
 from specops.audit_cli import audit
+from specops.cli_support import run_on_server
 from specops.logging import configure_logging
 from specops.policy_cli import policy
 from specops.settings import Settings
 from storage import migrate
 from transports.openapi import openapi_document
-
-T = TypeVar("T")
-
-
-def _run(work: Callable[[Server], Awaitable[T]]) -> T:
-    """Build a server (no HTTP), run ``work`` on it, and close it."""
-
-    async def main() -> T:
-        server = Server.build()
-        try:
-            return await work(server)
-        finally:
-            await server.close()
-
-    return asyncio.run(main())
 
 
 @click.group()
@@ -59,7 +43,7 @@ def serve(host: str, port: int, workers: int, run_migrations: bool) -> None:
     import uvicorn
 
     if run_migrations:
-        _run(lambda s: migrate.upgrade(s.db))
+        run_on_server(lambda s: migrate.upgrade(s.db))
     uvicorn.run(
         "specops.app:create_app",
         factory=True,
@@ -173,7 +157,7 @@ def call(
         wire_error=wire_error,
         trace_id=trace_id_from(os.environ.get("TRACEPARENT")),
     )
-    outcome = _run(lambda s: s.invoke(invocation))
+    outcome = run_on_server(lambda s: s.invoke(invocation))
     if outcome.ok:
         click.echo(json.dumps(outcome.output, indent=2))
         return
@@ -213,7 +197,7 @@ def mcp_stdio(api_key: str | None, run_migrations: bool) -> None:
         await server.start()
         await serve_stdio(server.pipeline, api_key=api_key)
 
-    _run(work)
+    run_on_server(work)
 
 
 @main.command()
@@ -263,7 +247,7 @@ def keys_create(
         )
         return token
 
-    token = _run(work)
+    token = run_on_server(work)
     click.echo(token)
 
 
@@ -271,7 +255,7 @@ def keys_create(
 @click.option("--tenant", default=None)
 def keys_list(tenant: str | None) -> None:
     """List keys (ids, never secrets)."""
-    for key in _run(lambda s: s.api_keys.list(tenant)):
+    for key in run_on_server(lambda s: s.api_keys.list(tenant)):
         state = "revoked" if key.revoked_at else "active"
         scope = ",".join(key.operations) if key.operations is not None else "*"
         click.echo(
@@ -284,7 +268,7 @@ def keys_list(tenant: str | None) -> None:
 @click.argument("key_id")
 def keys_revoke(key_id: str) -> None:
     """Revoke a key by id."""
-    if not _run(lambda s: s.key_identity.revoke(key_id)):
+    if not run_on_server(lambda s: s.key_identity.revoke(key_id)):
         raise click.ClickException(f"no active key {key_id}")
     click.echo(f"revoked {key_id}")
 
@@ -298,8 +282,8 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Apply migrations up to a revision."""
-    _run(lambda s: migrate.upgrade(s.db, revision))
-    click.echo(f"database at {_run(migrate_current)}")
+    run_on_server(lambda s: migrate.upgrade(s.db, revision))
+    click.echo(f"database at {run_on_server(migrate_current)}")
 
 
 async def migrate_current(server: Server) -> str | None:
@@ -309,7 +293,7 @@ async def migrate_current(server: Server) -> str | None:
 @db.command("current")
 def db_current() -> None:
     """Print the database's revision."""
-    click.echo(str(_run(migrate_current)))
+    click.echo(str(run_on_server(migrate_current)))
 
 
 main.add_command(policy)  # specops policy ... (specops/policy_cli.py)

@@ -41,10 +41,10 @@ def build_registry(
 
     invoices = InvoiceHandlers(InvoiceStore(db))
     stripe = StripeGateway(
-        settings.stripe_secret_key,
-        api_base=settings.stripe_api_base,
-        timeout_seconds=settings.stripe_timeout_seconds,
-        max_network_retries=settings.stripe_max_network_retries,
+        settings.stripe.secret_key,
+        api_base=settings.stripe.api_base,
+        timeout_seconds=settings.stripe.timeout_seconds,
+        max_network_retries=settings.stripe.max_network_retries,
     )
     install_resource(registry, "invoice", invoices.load_invoice, not_found=INVOICE_NOT_FOUND)
     install_op(registry, billing.CreateInvoice, invoices.create_invoice)
@@ -71,7 +71,7 @@ def build_registry(
     install_op(registry, policy.ListRules, policy_rules.list_rules)
 
     audit_events = AuditEventHandlers(
-        AuditQuery(db), platform_tenant=settings.audit_platform_tenant
+        AuditQuery(db), platform_tenant=settings.audit.platform_tenant
     )
     install_op(registry, audit.ListEvents, audit_events.list_events)
     install_op(registry, audit.GetEvent, audit_events.get_event)

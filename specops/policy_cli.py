@@ -6,13 +6,12 @@ pick changes up within ``SPECOPS_POLICY_REFRESH_SECONDS``.
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -20,21 +19,7 @@ from policy.enforcer import POLICY_PATH
 from policy.rules import PolicyLine, PolicyLineError, applies_to, read_policy_file
 from registry.actor import Actor
 from specops.app import Server, unsatisfiable_rules
-
-T = TypeVar("T")
-
-
-def _run(work: Callable[[Server], Awaitable[T]]) -> T:
-    """Build a server (no HTTP) on the configured database, run ``work``, close it."""
-
-    async def main() -> T:
-        server = Server.build()
-        try:
-            return await work(server)
-        finally:
-            await server.close()
-
-    return asyncio.run(main())
+from specops.cli_support import run_on_server
 
 
 def _operator() -> str:
@@ -104,7 +89,7 @@ def policy_list(tenant: str | None) -> None:
         ]
         return snapshot.version, rows
 
-    version, rows = _run(work)
+    version, rows = run_on_server(work)
     width = max((len(line) for line, _ in rows), default=0)
     for line, by in rows:
         click.echo(f"{line.ljust(width)}  # {by}" if by else line)
@@ -130,7 +115,7 @@ def policy_grant(
         _, added, version = await server.authorizer.store.add(line, by=_operator())
         return added, version
 
-    added, version = _run(work)
+    added, version = run_on_server(work)
     click.echo(f"{'added' if added else 'already present'}: {line}  (policy version {version})")
 
 
@@ -152,7 +137,7 @@ def policy_revoke(
         assert server.authorizer.store is not None
         return await server.authorizer.store.remove(line)
 
-    removed, version = _run(work)
+    removed, version = run_on_server(work)
     if not removed:
         raise click.ClickException(f"no line {line}")
     click.echo(f"removed: {line}  (policy version {version})")
@@ -180,7 +165,7 @@ def policy_import(path: Path) -> None:
                 added.append(line)
         return added
 
-    for line in _run(work):
+    for line in run_on_server(work):
         click.echo(f"added: {line}")
 
 
@@ -195,7 +180,7 @@ def policy_lint() -> None:
             for ref, rule in unsatisfiable_rules(server.registry, server.authorizer)
         ]
 
-    findings = _run(work)
+    findings = run_on_server(work)
     for ref, rule in findings:
         click.echo(f"{ref}: no policy line can grant {rule}")
     if findings:
@@ -252,7 +237,7 @@ def policy_check(
             answer["detail"] = call.error.detail
         return answer
 
-    answer = _run(work)
+    answer = run_on_server(work)
     if as_json:
         click.echo(json.dumps(answer, indent=2))
     else:

@@ -83,10 +83,8 @@ class Database:
         elif not self.is_sqlite:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
-        #: SQLite has one writer at a time, and a writer that finds the file locked
-        #: sleeps in SQLite's busy handler (a millisecond and more) before it retries.
-        #: This process' write transactions (``begin``, the audit writer's batches)
-        #: therefore queue here first; only other processes still meet the busy handler.
+        #: This process' SQLite write transactions (``begin``, the audit writer's batches)
+        #: take turns here rather than in SQLite's busy handler (docs/performance.md).
         self.write_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _pragmas_setter(*pragmas))

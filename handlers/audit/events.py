@@ -1,7 +1,7 @@
 """Handlers for audit.listEvents and audit.getEvent.
 
-A caller reads its own tenant's events. Only a caller of the platform tenant (the
-``audit_platform_tenant`` setting) whom policy grants ``audit:read_any_tenant`` reads
+A caller reads its own tenant's events. Only a caller of the platform tenant (set by
+``SPECOPS_AUDIT_PLATFORM_TENANT``) whom policy grants ``audit:read_any_tenant`` reads
 every tenant's, and those of anonymous callers: both are needed, because a tenant admin
 holds every action (``p, admin, *, *, *``) in its own tenant.
 """

@@ -33,9 +33,9 @@ from registry.invocation import Invocation
 from registry.tracing import parse_traceparent
 from tests.conftest import _database_url
 from tests.support.api import CAPTURE, capture_body, create_invoice, new_user, rid
+from tests.support.doubles import RUNS, MemoryIdempotency, Sink, make_pipeline
 from tests.support.mcp_client import http_client, meta
 from tests.support.stack import Stack
-from tests.unit.test_trace_context import RUNS, MemoryIdempotency, Sink, make_pipeline
 
 REDACTED = "[REDACTED]"
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -39,10 +41,10 @@ MIB = 1024 * 1024
 
 # (code, status) of every catalogue and billing error, and the test here that shows it.
 COVERED = {
-    ("MALFORMED_REQUEST", 400): "test_body_that_is_not_json_is_malformed",
-    ("MALFORMED_REQUEST", 415): "test_body_of_another_media_type_is_415",
+    ("MALFORMED_REQUEST", 400): "test_a_request_refused_before_its_handler[body-not-json]",
+    ("MALFORMED_REQUEST", 415): "test_a_request_refused_before_its_handler[media-type-*]",
     ("MALFORMED_REQUEST", 413): "test_body_over_one_mib_is_413",
-    ("MALFORMED_REQUEST", 405): "test_get_on_a_command_is_405_with_allow",
+    ("MALFORMED_REQUEST", 405): "test_a_request_refused_before_its_handler[get-on-a-command]",
     ("INVALID_INPUT", 422): "test_amount_too_precise_for_its_currency",
     ("UNAUTHENTICATED", 401): "test_bad_credentials_are_401",
     ("FORBIDDEN", 403): "test_role_without_grants_is_forbidden",
@@ -70,73 +72,163 @@ def test_every_catalogued_code_has_an_end_to_end_test() -> None:
     assert known - COVERED.keys() == set()
 
 
-# -- MALFORMED_REQUEST -----------------------------------------------------------------
+# -- MALFORMED_REQUEST and INVALID_INPUT: refused before the handler ------------------
 
 
-async def test_body_that_is_not_json_is_malformed(stack: Stack) -> None:
-    tenant, alice = await new_user(stack)
-    request_id = rid()
-    async with stack.client(alice) as http:
-        r = await http.post(
-            CAPTURE,
-            content=b'{"invoiceId": "inv_1", "amount": ',
-            headers=headers(request_id, **{"Content-Type": "application/json"}),
-        )
-    body = assert_problem(r, 400, "MALFORMED_REQUEST", request_id=request_id, operation=CAPTURE_OP)
-    assert body["detail"] == "The body is not valid JSON"
-    await one_audit(
-        stack,
-        request_id,
-        outcome="MALFORMED_REQUEST",
-        status=400,
-        decision="none",
-        tenant_id=tenant,
-        actor_id="alice",
-        operation_key="billing.capturePayment",
-        operation_version="1.0.0",
-        input_digest=None,
-    )
+@dataclass(frozen=True)
+class Refusal:
+    """A request refused before its handler runs, by an identified caller unless
+    ``caller`` is False, and what its answer and its one audit row say."""
+
+    method: str
+    path: str
+    status: int
+    code: str
+    operation: dict[str, str]
+    send: dict[str, Any] = field(default_factory=dict)  # httpx request arguments
+    content_type: str | None = None
+    caller: bool = True
+    detail: str | None = None
+    detail_prefix: str = ""
+    issues: list[dict[str, str]] | None = None
+    issue_codes: dict[str, str] | None = None  # path -> code, each with a message
+    not_echoed: tuple[str, ...] = ()
+    allow: str | None = None
+    audit: dict[str, Any] = field(default_factory=dict)
 
 
-async def test_input_parameter_that_is_not_json_is_malformed(stack: Stack) -> None:
-    tenant, alice = await new_user(stack)
-    request_id = rid()
-    async with stack.client(alice) as http:
-        r = await http.get(
-            LIST_INVOICES, params={"input": "{limit: 2"}, headers=headers(request_id)
-        )
-    assert_problem(r, 400, "MALFORMED_REQUEST", request_id=request_id, operation=LIST_OP)
-    await one_audit(
-        stack,
-        request_id,
-        outcome="MALFORMED_REQUEST",
-        decision="none",
-        tenant_id=tenant,
-        actor_id="alice",
-    )
-
-
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
-async def test_body_of_another_media_type_is_415(stack: Stack, content_type: str | None) -> None:
-    tenant, alice = await new_user(stack)
-    request_id = rid()
-    extra = {"Content-Type": content_type} if content_type else {}
-    async with stack.client(alice) as http:
-        r = await http.post(
+JSON = "application/json"
+REFUSALS = {
+    "body-not-json": Refusal(
+        "POST",
+        CAPTURE,
+        400,
+        "MALFORMED_REQUEST",
+        CAPTURE_OP,
+        send={"content": b'{"invoiceId": "inv_1", "amount": '},
+        content_type=JSON,
+        detail="The body is not valid JSON",
+        audit={
+            "operation_key": "billing.capturePayment",
+            "operation_version": "1.0.0",
+            "input_digest": None,
+        },
+    ),
+    "input-parameter-not-json": Refusal(
+        "GET",
+        LIST_INVOICES,
+        400,
+        "MALFORMED_REQUEST",
+        LIST_OP,
+        send={"params": {"input": "{limit: 2"}},
+    ),
+    **{
+        f"media-type-{media_type}": Refusal(
+            "POST",
             CREATE,
-            content=b'{"amount": "1", "currency": "usd"}',
-            headers=headers(request_id, **extra),
+            415,
+            "MALFORMED_REQUEST",
+            CREATE_OP,
+            send={"content": b'{"amount": "1", "currency": "usd"}'},
+            content_type=media_type,
         )
-    assert_problem(r, 415, "MALFORMED_REQUEST", request_id=request_id, operation=CREATE_OP)
+        for media_type in ("text/plain", "application/x-www-form-urlencoded", None)
+    },
+    # The method is refused before anyone is identified.
+    "get-on-a-command": Refusal(
+        "GET",
+        CAPTURE,
+        405,
+        "MALFORMED_REQUEST",
+        CAPTURE_OP,
+        send={"params": {"invoiceId": "inv_1"}},
+        caller=False,
+        allow="POST",
+        audit={"operation_key": "billing.capturePayment"},
+    ),
+    "currency-stripe-does-not-support": Refusal(
+        "POST",
+        CREATE,
+        422,
+        "INVALID_INPUT",
+        CREATE_OP,
+        send={"json": {"amount": "25.00", "currency": "xyz"}},
+        issues=[
+            {
+                "path": "currency",
+                "code": "currency_unsupported",
+                "message": "XYZ is not a currency Stripe supports",
+            }
+        ],
+    ),
+    "extra-fields-and-wrong-types": Refusal(
+        "POST",
+        CAPTURE,
+        422,
+        "INVALID_INPUT",
+        CAPTURE_OP,
+        send={"json": {"invoiceId": 5, "amount": "lots", "currency": "usd", "tip": 1}},
+        detail_prefix="4 invalid fields: ",
+        issue_codes={
+            "invoiceId": "string_type",
+            "amount": "decimal_parsing",
+            "paymentMethodId": "missing",
+            "tip": "extra_forbidden",
+        },
+        not_echoed=("lots",),  # submitted values are not echoed back
+    ),
+    "input-not-an-object": Refusal(
+        "POST",
+        CREATE,
+        422,
+        "INVALID_INPUT",
+        CREATE_OP,
+        send={"json": [1, 2]},
+        issues=[{"path": "", "code": "object_type", "message": "Input should be an object"}],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", REFUSALS.values(), ids=REFUSALS.keys())
+async def test_a_request_refused_before_its_handler(stack: Stack, case: Refusal) -> None:
+    tenant, alice = await new_user(stack)
+    request_id = rid()
+    extra = {"Content-Type": case.content_type} if case.content_type else {}
+    async with stack.client(alice) as http:
+        r = await http.request(
+            case.method, case.path, headers=headers(request_id, **extra), **case.send
+        )
+        listed = await http.get(LIST_INVOICES)
+    body = assert_problem(
+        r, case.status, case.code, request_id=request_id, operation=case.operation
+    )
+    if case.detail is not None:
+        assert body["detail"] == case.detail
+    assert body["detail"].startswith(case.detail_prefix)
+    if case.allow is not None:
+        assert r.headers["allow"] == case.allow
+        assert case.allow in body["detail"]
+    if case.issues is not None:
+        assert body["issues"] == case.issues
+    if case.issue_codes is not None:
+        assert {i["path"]: i["code"] for i in body["issues"]} == case.issue_codes
+        assert all(isinstance(i["message"], str) and i["message"] for i in body["issues"])
+    for value in case.not_echoed:
+        assert value not in r.text
+    assert listed.status_code == 200 and listed.json()["items"] == []  # nothing was created
     await one_audit(
         stack,
         request_id,
-        outcome="MALFORMED_REQUEST",
-        status=415,
+        outcome=case.code,
+        status=case.status,
         decision="none",
-        tenant_id=tenant,
-        actor_id="alice",
+        tenant_id=tenant if case.caller else None,
+        actor_id="alice" if case.caller else None,
+        **case.audit,
     )
+
+
+# -- MALFORMED_REQUEST: media types, body size, methods -------------------------------
 
 
 async def test_json_suffix_media_types_are_accepted(stack: Stack) -> None:
@@ -193,27 +285,6 @@ async def test_body_of_exactly_one_mib_is_read(stack: Stack) -> None:
     assert [i["path"] for i in body["issues"]] == ["description"]
 
 
-async def test_get_on_a_command_is_405_with_allow(stack: Stack) -> None:
-    _, alice = await new_user(stack)
-    request_id = rid()
-    async with stack.client(alice) as http:
-        r = await http.get(CAPTURE, params={"invoiceId": "inv_1"}, headers=headers(request_id))
-    body = assert_problem(r, 405, "MALFORMED_REQUEST", request_id=request_id, operation=CAPTURE_OP)
-    assert r.headers["allow"] == "POST"
-    assert "POST" in body["detail"]
-    # The method is refused before anyone is identified.
-    await one_audit(
-        stack,
-        request_id,
-        outcome="MALFORMED_REQUEST",
-        status=405,
-        decision="none",
-        tenant_id=None,
-        actor_id=None,
-        operation_key="billing.capturePayment",
-    )
-
-
 async def test_head_on_a_command_does_not_run_it(stack: Stack) -> None:
     _, alice = await new_user(stack)
     request_id = rid()
@@ -261,62 +332,6 @@ async def test_amount_too_precise_for_its_currency(stack: Stack) -> None:
         input_digest=None,
     )
     assert (await get_invoice(stack, alice, invoice["id"]))["status"] == "open"
-
-
-async def test_an_invoice_in_a_currency_stripe_does_not_support_is_refused(stack: Stack) -> None:
-    tenant, alice = await new_user(stack)
-    request_id = rid()
-    async with stack.client(alice) as http:
-        r = await http.post(
-            CREATE, json={"amount": "25.00", "currency": "xyz"}, headers=headers(request_id)
-        )
-        listed = await http.get(LIST_INVOICES)
-    body = assert_problem(r, 422, "INVALID_INPUT", request_id=request_id, operation=CREATE_OP)
-    assert body["issues"] == [
-        {
-            "path": "currency",
-            "code": "currency_unsupported",
-            "message": "XYZ is not a currency Stripe supports",
-        }
-    ]
-    assert listed.status_code == 200 and listed.json()["items"] == []
-    await one_audit(stack, request_id, outcome="INVALID_INPUT", status=422, tenant_id=tenant)
-
-
-async def test_extra_fields_and_wrong_types_are_listed_by_path(stack: Stack) -> None:
-    tenant, alice = await new_user(stack)
-    request_id = rid()
-    async with stack.client(alice) as http:
-        r = await http.post(
-            CAPTURE,
-            json={"invoiceId": 5, "amount": "lots", "currency": "usd", "tip": 1},
-            headers=headers(request_id),
-        )
-    body = assert_problem(r, 422, "INVALID_INPUT", request_id=request_id, operation=CAPTURE_OP)
-    issues = {i["path"]: i for i in body["issues"]}
-    assert {p: i["code"] for p, i in issues.items()} == {
-        "invoiceId": "string_type",
-        "amount": "decimal_parsing",
-        "paymentMethodId": "missing",
-        "tip": "extra_forbidden",
-    }
-    assert all(isinstance(i["message"], str) and i["message"] for i in body["issues"])
-    # Submitted values are not echoed back.
-    assert "lots" not in r.text
-    assert body["detail"].startswith("4 invalid fields: ")
-    await one_audit(stack, request_id, outcome="INVALID_INPUT", decision="none", tenant_id=tenant)
-
-
-async def test_input_that_is_not_an_object(stack: Stack) -> None:
-    _, alice = await new_user(stack)
-    request_id = rid()
-    async with stack.client(alice) as http:
-        r = await http.post(CREATE, json=[1, 2], headers=headers(request_id))
-    body = assert_problem(r, 422, "INVALID_INPUT", request_id=request_id, operation=CREATE_OP)
-    assert body["issues"] == [
-        {"path": "", "code": "object_type", "message": "Input should be an object"}
-    ]
-    await one_audit(stack, request_id, outcome="INVALID_INPUT", decision="none")
 
 
 async def test_get_query_parameters_are_coerced_and_validated(stack: Stack) -> None:

@@ -19,8 +19,8 @@ from registry.invocation import Invocation
 from registry.ports import AttemptNotStored
 from storage.database import Database
 from storage.tables import audit_attempts, audit_events, audit_owners
+from tests.support.doubles import RUNS, Sink, make_pipeline
 from tests.unit.test_audit_log import record
-from tests.unit.test_trace_context import RUNS, Sink, make_pipeline
 
 
 def gone_process() -> Process:

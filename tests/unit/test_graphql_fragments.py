@@ -26,7 +26,8 @@ from hypothesis import strategies as st
 
 from registry.registry import Registry
 from specops.settings import Settings
-from tests.unit.test_graphql_schema import StubPipeline, call, graphql_body
+from tests.support.doubles import StubPipeline
+from tests.unit.test_graphql_schema import call, graphql_body
 from transports.graphql import GraphQLTransport
 from transports.graphql.limits import GraphQLLimits, Measurer, limits_rule
 from transports.graphql.visibility import introspection_keys, root_selections

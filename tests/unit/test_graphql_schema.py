@@ -7,7 +7,7 @@ import difflib
 import enum
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -21,9 +21,10 @@ from starlette.responses import Response
 from registry.actor import Actor
 from registry.contract import Deprecation
 from registry.errors import CATALOGUE, Problem
-from registry.invocation import Invocation, OperationRef, Outcome
+from registry.invocation import Invocation, Outcome
 from registry.model import WireModel
-from registry.registry import Operation, Registry, install_op
+from registry.registry import Registry, install_op
+from tests.support.doubles import StubPipeline
 from tests.unit.conftest import Declare
 from transports.graphql import GraphQLLimits, GraphQLTransport, build_schema, graphql_sdl
 from transports.graphql.documents import MAX_CACHED_TEXT, DocumentCache
@@ -351,55 +352,6 @@ def test_sdl_is_valid_and_stable(sdl: str, registry: Registry) -> None:
 
 
 # -- resolvers, errors and limits, in-process against a stub pipeline ----------------------
-
-
-@dataclass
-class StubPipeline:
-    """Stands in for ``Pipeline``: records invocations, answers from ``answer``."""
-
-    registry: Registry
-    invocations: list[Invocation] = field(default_factory=list)
-    problems: dict[str, Problem] = field(default_factory=dict)
-    replay: bool = False
-    refusals: list[dict[str, Any]] = field(default_factory=list)
-
-    async def invoke(self, invocation: Invocation) -> Outcome:
-        self.invocations.append(invocation)
-        op = self.registry.resolve(invocation.key, invocation.version)
-        assert op is not None
-        ref = OperationRef(op.contract.key, str(op.contract.version), op.contract.kind)
-        problem = self.problems.get(invocation.key)
-        if problem is not None:
-            return Outcome(invocation.request_id, ref, None, problem)
-        outputs: dict[str, dict[str, Any]] = {
-            "system.ping": {"message": "pong", "actorId": "alice", "tenantId": "acme"},
-            "billing.listInvoices": {"items": [INVOICE], "nextCursor": None},
-            "billing.createInvoice": INVOICE,
-        }
-        return Outcome(invocation.request_id, ref, outputs[invocation.key], None, self.replay)
-
-    async def actor_for(self, credentials: str | None) -> Actor | None:
-        return Actor("alice", "acme", frozenset({"user"}), "user")
-
-    async def record_refusal(self, **refusal: Any) -> None:
-        self.refusals.append(refusal)
-
-    async def may_attempt(self, actor: Actor, operation: Operation) -> bool:
-        return True
-
-
-INVOICE = {
-    "id": "inv_1",
-    "ownerId": "alice",
-    "amount": "999999999999.00",
-    "amountMinor": 99999999999900,
-    "currency": "usd",
-    "status": "open",
-    "description": None,
-    "transactionId": None,
-    "paidAt": None,
-    "createdAt": "2024-05-01T12:00:00Z",
-}
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from registry.registry import Registry
 from specops.app import Server
 from specops.settings import Settings
 from storage.database import Database
+from tests.support.doubles import Patched
 from tests.support.mcp_client import meta, text_of
 from tests.support.stack import audit_rows
 from tests.unit.conftest import Declare, ThingInput
@@ -221,17 +222,6 @@ async def new_key(server: Server, roles: tuple[str, ...] = ("user",)) -> tuple[s
     tenant = f"t-{uuid.uuid4().hex[:8]}"
     _, token = await server.api_keys.create(tenant_id=tenant, actor_id="alice", roles=roles)
     return tenant, token
-
-
-class Patched:
-    """``pipeline`` with some methods replaced."""
-
-    def __init__(self, pipeline: Any, **methods: Any) -> None:
-        self.pipeline = pipeline
-        vars(self).update(methods)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.pipeline, name)
 
 
 def connect(server: Server, token: str | None, mode: str = "auto") -> Client:

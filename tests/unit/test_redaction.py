@@ -26,7 +26,7 @@ from registry.redaction import (
     sensitive_name,
 )
 from specs.billing.capture_payment import CapturePaymentInput
-from tests.unit.test_trace_context import Sink, contract_base, make_pipeline
+from tests.support.doubles import Sink, contract_base, make_pipeline
 
 
 class Card(WireModel):

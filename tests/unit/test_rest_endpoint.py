@@ -10,7 +10,7 @@ import pytest
 from starlette.types import Message
 
 from registry.invocation import OperationRef
-from tests.unit.test_trace_context import Sink, make_pipeline
+from tests.support.doubles import Sink, make_pipeline
 from transports.http import RequestHeaders
 from transports.rest import (
     MAX_BODY_BYTES,

@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Any, Literal
 
 import pytest
 
-from registry.actor import Actor
-from registry.audit_record import AuditRecord
-from registry.contract import Contract, RateLimit, command, query
 from registry.invocation import Invocation, new_request_id
-from registry.model import WireModel
-from registry.pipeline import Pipeline
-from registry.ports import AuditUnavailable, Claim, Decision, IdempotencyScope, StoredOutcome
-from registry.registry import Registry, install_op
 from registry.tracing import (
     TraceParent,
     new_ids,
@@ -25,6 +17,7 @@ from registry.tracing import (
     response_traceparent,
     trace_id_from,
 )
+from tests.support.doubles import Sink, make_pipeline
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"
@@ -113,141 +106,6 @@ def test_the_response_continues_the_trace_with_a_new_span() -> None:
 
 
 # -- the pipeline records the trace id ----------------------------------------------------
-#
-# The fakes below are shared with tests/unit/test_redaction.py and the in-process part of
-# tests/e2e/test_audit_fail_closed.py: a pipeline over in-memory ports, no database.
-
-
-class EchoInput(WireModel):
-    text: str = "hi"
-
-
-class EchoOutput(WireModel):
-    text: str
-
-
-RUNS: list[str] = []
-
-
-async def echo(data: EchoInput, ctx: Any) -> EchoOutput:
-    RUNS.append(data.text)
-    return EchoOutput(text=data.text)
-
-
-ACTOR = Actor(id="u1", tenant_id="t1", roles=frozenset({"user"}), kind="user")
-
-
-class Identity:
-    async def resolve(self, credentials: str | None) -> Actor:
-        return ACTOR
-
-
-class AllowAll:
-    async def allowed(self, actor: Actor, resource: str, action: str) -> bool:
-        return True
-
-    async def decide(self, actor: Actor, resource: str, action: str) -> Decision:
-        return Decision(True, "p, user, *, *, *, allow")
-
-
-class MemoryIdempotency:
-    """Keeps completed outcomes for replay; ``events`` records the calls in order."""
-
-    def __init__(self, events: list[str] | None = None) -> None:
-        self.stored: dict[IdempotencyScope, StoredOutcome] = {}
-        self.events = events if events is not None else []
-
-    async def claim(self, scope: IdempotencyScope, fingerprint: str) -> Claim:
-        if scope in self.stored:
-            return Claim("replay", self.stored[scope])
-        return Claim("claimed")
-
-    async def complete(self, scope: IdempotencyScope, stored: StoredOutcome) -> None:
-        self.events.append("complete")
-        self.stored[scope] = stored
-
-    async def release(self, scope: IdempotencyScope) -> None:
-        self.events.append("release")
-
-
-class NoLimit:
-    async def hit(self, bucket: str, limit: RateLimit) -> float | None:
-        return None
-
-
-class Sink:
-    """An audit sink: ``up`` answers available(); ``fail_durable`` makes durable writes
-    raise AuditUnavailable (after keeping the record, as the real log queues it)."""
-
-    def __init__(self, *, up: bool = True, fail_durable: bool = False) -> None:
-        self.up = up
-        self.fail_durable = fail_durable
-        self.records: list[AuditRecord] = []
-        self.durable: list[bool] = []
-        self.waits: list[bool] = []
-        self.events: list[str] = []
-        self.attempts: list[AuditRecord] = []
-
-    async def write(
-        self,
-        record: AuditRecord,
-        *,
-        durable: bool,
-        wait: bool = False,
-        closes: str | None = None,
-    ) -> None:
-        self.events.append("audit")
-        self.records.append(record)
-        self.durable.append(durable)
-        self.waits.append(wait)
-        if durable and self.fail_durable:
-            raise AuditUnavailable("the audit store did not commit in time")
-
-    async def record_attempt(self, record: AuditRecord) -> str:
-        self.attempts.append(record)
-        return f"attempt-{len(self.attempts)}"
-
-    async def available(self) -> bool:
-        return self.up
-
-
-def contract_base(**overrides: Any) -> dict[str, Any]:
-    return {
-        "version": "1.0.0",
-        "title": "Echo",
-        "description": "Echo",
-        "goal": "Test",
-        "context": "Tests",
-        "owners": ["team-tests"],
-        "input": EchoInput,
-        "output": EchoOutput,
-        **overrides,
-    }
-
-
-def make_pipeline(
-    sink: Sink,
-    *ops: tuple[Contract, Any],
-    idempotency: MemoryIdempotency | None = None,
-    queries_when_unavailable: Literal["refuse", "log-only"] = "refuse",
-    wait_for_every_record: bool = True,
-) -> Pipeline:
-    """A pipeline offering ``test.echo`` (query), ``test.shout`` (command) and ``ops``."""
-    registry = Registry()
-    install_op(registry, query(key="test.echo", **contract_base()), echo)
-    install_op(registry, command(key="test.shout", **contract_base()), echo)
-    for contract, handler in ops:
-        install_op(registry, contract, handler)
-    return Pipeline(
-        registry,
-        identity=Identity(),
-        authorizer=AllowAll(),
-        idempotency=idempotency or MemoryIdempotency(sink.events),
-        audit=sink,
-        rate_limiter=NoLimit(),
-        audit_queries_when_unavailable=queries_when_unavailable,
-        audit_wait_for_every_record=wait_for_every_record,
-    )
 
 
 @pytest.mark.parametrize("wait", [True, False])

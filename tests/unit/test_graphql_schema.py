@@ -18,7 +18,6 @@ import pytest
 from pydantic import Field
 from starlette.responses import Response
 
-from registry.actor import Actor
 from registry.contract import Deprecation
 from registry.errors import CATALOGUE, Problem
 from registry.invocation import Invocation, Outcome

@@ -162,7 +162,9 @@ def test_versions_pinned_latest_and_deprecated(declare_command: Declare) -> None
     deprecated = catalog.get("things_doThing_v2_0_0")
     assert deprecated is not None
     description = deprecated.tool.description or ""
-    notice = "things.doThing v2.0.0 is deprecated: use things.doOther. Use things.doThing@1.0.0 instead."
+    notice = (
+        "things.doThing v2.0.0 is deprecated: use things.doOther. Use things.doThing@1.0.0 instead."
+    )
     assert notice in description
 
 

@@ -260,3 +260,33 @@ def test_a_successor_at_its_current_version_is_linked_by_its_unversioned_path() 
     assert retirement_headers(moved) == {
         "Link": '</api/ops/billing.payInvoice>; rel="successor-version"'
     }
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "DELETE"])
+async def test_every_method_a_command_does_not_serve_is_refused_in_one_place(
+    method: str,
+) -> None:
+    sink = Sink()
+    rest = RestTransport(make_pipeline(sink))
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": "/api/ops/test.shout",
+        "query_string": b"",
+        "headers": [(b"authorization", b"Bearer someone"), (b"x-request-id", b"req-405-test")],
+        "client": ("127.0.0.1", 1234),
+    }
+    await rest.handle(scope, _receiver([]), send, {"key": "test.shout"})
+    assert sent[0]["status"] == 405
+    assert dict(sent[0]["headers"])[b"allow"] == b"POST"
+    body = json.loads(sent[1]["body"])
+    assert body["detail"] == f"{method} is not supported here; use POST"
+    assert body["operation"]["key"] == "test.shout"
+    # Refused before any stage: one record, against the key, naming no one.
+    [record] = sink.records
+    assert (record.operation_key, record.status, record.actor_id) == ("test.shout", 405, None)

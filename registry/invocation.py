@@ -2,40 +2,14 @@
 
 from __future__ import annotations
 
-import random
-import re
-import time
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
 from registry.errors import OperationError, Problem
+from registry.ids import new_request_id, request_id_from
 
 Transport = Literal["rest", "graphql", "mcp", "cli", "webhook", "workflow"]
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
-
-
-def request_id_from(candidate: str | None, minted: str | None = None) -> str:
-    """Keep a caller's request id when it is sane, otherwise ``minted`` (a new one when
-    none is given)."""
-    if candidate and _REQUEST_ID.fullmatch(candidate):
-        return candidate
-    return minted if minted is not None else new_request_id()
-
-
-def new_request_id() -> str:
-    """32 hex digits: the time in milliseconds (48 bits, as in UUIDv7) then 80 random
-    bits. Ids minted later sort later, so the audit table's request id index grows at
-    its end instead of at random pages (a third of an audit row's insert cost).
-
-    The random bits come from ``random`` (seeded from the OS, reseeded in a forked
-    child), not a system call per id: an id names a request, it guards nothing."""
-    return request_id_of(f"{random.getrandbits(80):020x}")
-
-
-def request_id_of(random_hex: str) -> str:
-    """``new_request_id``'s form, with its 20 random hex digits given."""
-    return f"{time.time_ns() // 1_000_000:012x}{random_hex}"
 
 
 @dataclass(slots=True)
@@ -108,3 +82,13 @@ class Outcome:
             operation=self.operation.as_dict() if self.operation else None,
             requestId=self.request_id,
         )
+
+
+__all__ = [
+    "Invocation",
+    "OperationRef",
+    "Outcome",
+    "Transport",
+    "new_request_id",
+    "request_id_from",
+]

@@ -7,11 +7,10 @@ all zeros, is ignored: the invocation gets a new trace id, as one without a head
 
 from __future__ import annotations
 
-import random
 import re
 from dataclasses import dataclass
 
-from registry.invocation import request_id_of
+from registry.ids import new_span_id, new_trace_id
 
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _ZERO_TRACE = "0" * 32
@@ -51,31 +50,6 @@ def parse_traceparent(value: str | None) -> TraceParent | None:
     return TraceParent(trace_id, span_id, flags)
 
 
-def new_trace_id() -> str:
-    """128 random bits as 32 hex digits, never all zeros. Like request ids, trace ids
-    guard nothing, so ``random`` (seeded from the OS) makes them without a system call."""
-    return f"{random.getrandbits(128) or 1:032x}"
-
-
-def new_span_id() -> str:
-    """64 random bits as 16 hex digits, never all zeros."""
-    return f"{random.getrandbits(64) or 1:016x}"
-
-
-def new_ids() -> tuple[str, str, str]:
-    """A new request id (``registry.invocation.new_request_id``'s form), trace id and
-    span id, from one random draw: a REST call needs all three, and three draws cost it
-    microseconds."""
-    text = f"{random.getrandbits(272):068x}"
-    trace_id = text[20:52]
-    span_id = text[52:]
-    if trace_id == _ZERO_TRACE:
-        trace_id = _ZERO_TRACE[:-1] + "1"
-    if span_id == _ZERO_SPAN:
-        span_id = _ZERO_SPAN[:-1] + "1"
-    return request_id_of(text[:20]), trace_id, span_id
-
-
 def trace_id_from(value: str | None) -> str | None:
     """The trace id of a ``traceparent`` value, or None (the pipeline then mints one)."""
     parent = parse_traceparent(value)
@@ -91,3 +65,13 @@ def response_traceparent(
     parent = parse_traceparent(request_value)
     flags = parent.flags if parent is not None and parent.trace_id == trace_id else "00"
     return f"00-{trace_id}-{span_id or new_span_id()}-{flags}"
+
+
+__all__ = [
+    "TraceParent",
+    "new_span_id",
+    "new_trace_id",
+    "parse_traceparent",
+    "response_traceparent",
+    "trace_id_from",
+]

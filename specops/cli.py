@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
 
 import click
 
+from registry.docs import ContractDoc
 from registry.invocation import Invocation
 from specops.app import Server
 from specops.audit_cli import audit
@@ -85,42 +85,7 @@ def ops_show(key: str, version: str | None) -> None:
     op = server.registry.resolve(key, version)
     if op is None:
         raise click.ClickException(f"no operation {key}")
-    c = op.contract
-    doc: dict[str, Any] = {
-        "key": c.key,
-        "version": c.version_text,
-        "kind": c.kind,
-        "title": c.title,
-        "description": c.description,
-        "goal": c.goal,
-        "context": c.context,
-        "owners": list(c.owners),
-        "tags": list(c.tags),
-        "stability": c.stability,
-        "domain": c.domain,
-        "policy": {
-            "auth": c.policy.auth,
-            "rules": [[r.resource, r.action, r.condition] for r in c.policy.rules],
-            "rateLimit": (
-                {"rpm": c.policy.rate_limit.rpm, "per": c.policy.rate_limit.per}
-                if c.policy.rate_limit
-                else None
-            ),
-        },
-        "errors": [
-            {"code": e.code, "status": e.status, "description": e.title, "retryable": e.retryable}
-            for e in c.errors
-        ],
-        "input": c.input.model_json_schema(by_alias=True),
-        "output": c.output.model_json_schema(by_alias=True, mode="serialization"),
-    }
-    if c.deprecation:
-        doc["deprecation"] = {
-            "reason": c.deprecation.reason,
-            "since": str(c.deprecation.since) if c.deprecation.since else None,
-            "sunset": str(c.deprecation.sunset) if c.deprecation.sunset else None,
-            "replacedBy": c.deprecation.successor_ref(c.key),
-        }
+    doc = ContractDoc(op.contract).as_dict()
     click.echo(json.dumps(doc, indent=2))
 
 

@@ -13,7 +13,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from registry.invocation import request_id_from
+from registry.errors import ErrorSpec, Problem
+from registry.ids import request_id_from
 from registry.pipeline import Pipeline
 from transports.graphql import GraphQLTransport
 from transports.http import problem_response
@@ -29,26 +30,23 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     """Unknown paths and methods answer problem documents too."""
     assert isinstance(exc, HTTPException)
     code = "OP_NOT_FOUND" if exc.status_code == 404 else "MALFORMED_REQUEST"
+    problem = Problem.of(ErrorSpec(code, exc.status_code, exc.detail)())
     request_id = request_id_from(request.headers.get("x-request-id"))
-    body = {
-        "type": f"https://specops.dev/problems/{code.lower().replace('_', '-')}",
-        "title": exc.detail,
-        "status": exc.status_code,
-        "code": code,
-        "detail": exc.detail,
-        "requestId": request_id,
-    }
-    headers = dict(exc.headers or {})
-    headers["X-Request-Id"] = request_id
-    return problem_response(body, exc.status_code, headers)
+    return problem_response(problem, request_id, dict(exc.headers or {}))
+
+
+def route_path(scope: Scope) -> str:
+    """The path the app routes: the request's, less the ``root_path`` it is mounted at."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 class SpecopsApp(Starlette):
     """Starlette, except that HTTP requests for the transports' endpoints go straight to
-    them: REST calls (``/api/ops/...``) and the exact paths of ``direct`` (GraphQL, MCP).
-    Each answers every request itself (errors included), so Starlette's routing and
-    middleware would only add their cost. Everything else is Starlette's; the same
-    endpoints are also among its routes."""
+    them: REST calls (every path ``path_params`` matches) and the exact paths of
+    ``direct`` (GraphQL, MCP). Each answers every request itself, errors and 405s
+    included. Everything else is Starlette's (see docs/performance.md)."""
 
     def __init__(self, rest: RestTransport, direct: dict[str, ASGIApp], **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -56,13 +54,14 @@ class SpecopsApp(Starlette):
         self.direct = direct
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope.get("root_path"):
-            endpoint = self.direct.get(scope["path"])
+        if scope["type"] == "http":
+            path = route_path(scope)
+            endpoint = self.direct.get(path)
             if endpoint is not None:
                 scope["app"] = self
                 await endpoint(scope, receive, send)
                 return
-            params = path_params(scope["path"])
+            params = path_params(path)
             if params is not None:
                 scope["app"] = self
                 await self.rest.handle(scope, receive, send, params)
@@ -104,7 +103,6 @@ def create_asgi_app(
     if mcp is not None:
         direct[mcp.path] = mcp
     routes: list[Any] = [
-        *rest.routes(),
         *graphql.routes(),
         *(mcp.routes() if mcp is not None else []),
         Route("/api/openapi.json", openapi, methods=["GET"]),

@@ -6,16 +6,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic_core import to_json
-from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from registry.errors import Problem
+from registry.ids import request_id_from
 from registry.invocation import Outcome
+from registry.tracing import trace_id_from
 
 PROBLEM_JSON = "application/problem+json"
 BEARER_CHALLENGE = 'Bearer realm="specops"'
 
-#: The request headers the pipeline's transports read, by their ASGI (lowercase) names.
+#: The request headers the transports read, by their ASGI (lowercase) names.
 _WANTED = {
     b"authorization": "authorization",
     b"content-type": "content_type",
@@ -26,31 +28,55 @@ _WANTED = {
 }
 
 
-@dataclass(slots=True)
-class RequestHeaders:
-    """The headers a call needs, read from an ASGI scope in one pass (the first of
-    repeated headers wins, as with Starlette's ``headers.get``)."""
+class ClientGone(Exception):
+    """The client disconnected before its body arrived: there is no one to answer."""
 
-    authorization: str | None = None
-    content_type: str | None = None
-    content_length: str | None = None
-    idempotency_key: str | None = None
-    request_id: str | None = None
-    traceparent: str | None = None
 
-    @classmethod
-    def of(cls, scope: Scope) -> RequestHeaders:
-        found = cls()
-        for name, value in scope["headers"]:
-            field = _WANTED.get(name)
-            if field is not None and getattr(found, field) is None:
-                setattr(found, field, value.decode("latin-1"))
-        return found
+@dataclass(frozen=True, slots=True)
+class HttpCaller:
+    """Who calls and how, as one HTTP request says it.
+
+    ``credentials``: the bearer token (``""``, always refused, for another scheme or an
+    empty token; None without the header). ``request_id``: the caller's ``X-Request-Id``
+    when it is sane, else a new one. ``trace_id``: that of a valid ``traceparent``, else
+    None (whoever needs one mints it).
+    """
+
+    credentials: str | None
+    client: str | None
+    request_id: str
+    traceparent: str | None
+    trace_id: str | None
+    idempotency_key: str | None
+    content_type: str | None
+    content_length: str | None
 
     def declares_more_than(self, limit: int) -> bool:
         """Whether Content-Length announces a body over ``limit`` bytes."""
         declared = self.content_length
         return declared is not None and declared.isdigit() and int(declared) > limit
+
+
+def read_caller(scope: Scope) -> HttpCaller:
+    """The caller of an HTTP request, from its ASGI scope in one pass over the headers
+    (the first of repeated headers wins, as with Starlette's ``headers.get``)."""
+    found: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        field = _WANTED.get(name)
+        if field is not None and field not in found:
+            found[field] = value.decode("latin-1")
+    client = scope.get("client")
+    traceparent = found.get("traceparent")
+    return HttpCaller(
+        credentials=credentials_from(found.get("authorization")),
+        client=client[0] if client else None,
+        request_id=request_id_from(found.get("request_id")),
+        traceparent=traceparent,
+        trace_id=trace_id_from(traceparent),
+        idempotency_key=found.get("idempotency_key"),
+        content_type=found.get("content_type"),
+        content_length=found.get("content_length"),
+    )
 
 
 def credentials_from(authorization: str | None) -> str | None:
@@ -64,28 +90,50 @@ def credentials_from(authorization: str | None) -> str | None:
     return token.strip()
 
 
-def bearer_credentials(request: Request) -> str | None:
-    """The bearer token of a Starlette request (see ``credentials_from``)."""
-    return credentials_from(request.headers.get("authorization"))
+async def read_body(receive: Receive, caller: HttpCaller, limit: int) -> bytes | None:
+    """The request body, or None once it exceeds ``limit`` bytes (declared or sent).
+    Raises ``ClientGone`` when the client disconnects first."""
+    if caller.declares_more_than(limit):
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def client_of(scope: Scope) -> str | None:
-    """The client's address, from an ASGI scope."""
-    client = scope.get("client")
-    return client[0] if client else None
+def replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` for an app downstream of ``read_body``: the body read, in one message,
+    then whatever the server sends next (a disconnect)."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
 
+    async def replayed() -> Message:
+        if pending:
+            return pending.pop()
+        return await receive()
 
-def client_address(request: Request) -> str | None:
-    """The client's address, from a Starlette request."""
-    return client_of(request.scope)
+    return replayed
 
 
 def json_bytes(data: Any) -> bytes:
     return to_json(data)
 
 
-def problem_response(body: dict[str, Any], status: int, headers: dict[str, str]) -> Response:
-    return Response(json_bytes(body), status, headers=headers, media_type=PROBLEM_JSON)
+def problem_response(problem: Problem, request_id: str, headers: dict[str, str]) -> Response:
+    """``problem`` as a problem document of its status, with ``headers`` and its
+    ``X-Request-Id``; for a refusal that belongs to no operation."""
+    body = json_bytes(problem.as_dict(requestId=request_id))
+    headers = {**problem.headers, **headers, "X-Request-Id": request_id}
+    return Response(body, problem.status, headers=headers, media_type=PROBLEM_JSON)
 
 
 def outcome_parts(outcome: Outcome) -> tuple[int, dict[str, str], bytes, str]:

@@ -10,6 +10,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json
 from pydantic_core import core_schema
 
 from registry.contract import Contract
+from registry.docs import ContractDoc
 from registry.errors import CATALOGUE, ErrorSpec
 from registry.model import WireModel
 from registry.registry import Operation, Registry
@@ -56,20 +57,8 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     },
 }
 
-COMMON_ERRORS: tuple[ErrorSpec, ...] = (
-    CATALOGUE.MALFORMED_REQUEST,
-    CATALOGUE.UNAUTHENTICATED,
-    CATALOGUE.FORBIDDEN,
-    CATALOGUE.OP_NOT_FOUND,
-    CATALOGUE.PAYLOAD_TOO_LARGE,
-    CATALOGUE.INVALID_INPUT,
-    CATALOGUE.RATE_LIMITED,
-    CATALOGUE.INTERNAL,
-    CATALOGUE.UPSTREAM_UNAVAILABLE,
-    CATALOGUE.TIMEOUT,
-)
+#: What only a POST may answer besides what any call may (``registry.docs``).
 POST_ERRORS = (CATALOGUE.UNSUPPORTED_MEDIA_TYPE,)
-COMMAND_ERRORS = (CATALOGUE.IDEMPOTENCY_BUSY, CATALOGUE.IDEMPOTENCY_MISMATCH)
 
 REQUEST_ID_HEADER: dict[str, Any] = {
     "description": "The caller's X-Request-Id when it is 8 to 128 of [A-Za-z0-9._:-], "
@@ -255,20 +244,25 @@ def _query_parameters(
     return params
 
 
+def _description(doc: ContractDoc) -> str:
+    """The summary, the policy in words, and the notice of a retired version."""
+    notice = doc.deprecation_notice
+    return "\n\n".join((*doc.summary, doc.rules, *((notice,) if notice else ())))
+
+
 def _operation(
     op: Operation, refs: Refs, method: str, defs: dict[str, Any]
 ) -> dict[str, Any] | None:
     c: Contract = op.contract
     input_schema = refs[(c.input, "validation")]
-    errors = list(COMMON_ERRORS) + list(c.errors)
-    if c.kind == "command":
-        errors += COMMAND_ERRORS
+    contract_doc = ContractDoc(c)
+    errors = list(contract_doc.errors)
     if method == "post":
         errors += POST_ERRORS
     doc: dict[str, Any] = {
         "operationId": f"{c.key.replace('.', '_')}_v{c.version_text.replace('.', '_')}_{method}",
         "summary": c.title,
-        "description": f"{c.description}\n\nGoal: {c.goal}\n\nContext: {c.context}",
+        "description": _description(contract_doc),
         "tags": [c.domain],
         "x-specops": {
             "key": c.key,

@@ -5,11 +5,8 @@ pipeline does everything else. A ``traceparent`` header (W3C trace context) name
 invocation's trace; the response's ``traceparent`` continues it (same trace id, a new span
 id), or starts the one the pipeline made up.
 
-The endpoint is a plain ASGI app: it reads the few headers it needs from the scope in one
-pass and writes the response messages itself, so a call costs the pipeline and little
-else. ``path_params`` lets the app hand it ``/api/ops/...`` requests before Starlette's
-routing and middleware (``transports.app``); Starlette's routes reach the same endpoint
-for anything else (trailing slashes, ``root_path`` mounts).
+The app (``transports.app``) hands it every request whose path ``path_params`` matches; it
+answers every method, a 405 included (``allowed_methods``).
 """
 
 from __future__ import annotations
@@ -22,30 +19,20 @@ from typing import Any
 import structlog
 from pydantic_core import from_json
 from starlette.datastructures import QueryParams
-from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from registry.errors import CATALOGUE, Issue, OperationError, Problem
-from registry.invocation import Invocation, OperationRef, Outcome, request_id_from
+from registry.ids import new_request_id, new_trace_id
+from registry.invocation import Invocation, OperationRef, Outcome
 from registry.pipeline import Pipeline
-from registry.tracing import new_ids, response_traceparent, trace_id_from
-from transports.http import (
-    RequestHeaders,
-    client_of,
-    credentials_from,
-    send_outcome,
-)
+from registry.registry import Operation
+from registry.tracing import response_traceparent
+from transports.http import ClientGone, HttpCaller, read_body, read_caller, send_outcome
 
 log = structlog.get_logger("specops.rest")
 
 MAX_BODY_BYTES = 1024 * 1024
-#: The methods that reach the pipeline (GET for queries, POST for all); others are 405.
-ROUTED_METHODS = frozenset({"GET", "HEAD", "POST"})
 PREFIX = "/api/ops/"
-
-
-class ClientGone(Exception):
-    """The client disconnected before its body arrived: there is no one to answer."""
 
 
 def _not_an_object() -> OperationError:
@@ -70,8 +57,8 @@ def _is_json(content_type: str | None) -> bool:
 
 
 def _decode(text: str | bytes, what: str) -> tuple[Any, OperationError | None]:
-    """JSON (UTF-8, as RFC 8259 requires between systems) parsed by pydantic's parser,
-    a tenth of what ``json.loads`` costs a small body."""
+    """JSON (UTF-8, as RFC 8259 requires between systems), parsed by pydantic's parser
+    (see docs/performance.md)."""
     try:
         data = from_json(text)
     except ValueError as exc:
@@ -91,27 +78,6 @@ def query_input(query_string: bytes) -> tuple[Any, OperationError | None]:
         values = params.getlist(name)
         data[name] = values if len(values) > 1 else values[0]
     return data, None
-
-
-async def read_body(receive: Receive, headers: RequestHeaders) -> bytes | None:
-    """The request body, or None once it exceeds ``MAX_BODY_BYTES`` (declared or sent).
-    Raises ``ClientGone`` when the client disconnects first."""
-    if headers.declares_more_than(MAX_BODY_BYTES):
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone()
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                return None
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def body_input(body: bytes | None, content_type: str | None) -> tuple[Any, OperationError | None]:
@@ -160,22 +126,17 @@ def path_params(path: str) -> dict[str, str] | None:
     return None
 
 
+def allowed_methods(operation: Operation | None) -> str:
+    """The ``Allow`` of an operation's paths: POST for a command, GET and POST for a query
+    or an unknown key (which the pipeline answers OP_NOT_FOUND)."""
+    return "POST" if operation is not None and operation.contract.kind == "command" else "GET, POST"
+
+
 class RestTransport:
     """The REST endpoint for every operation of the pipeline's registry, as an ASGI app."""
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
-
-    def routes(self) -> list[Route]:
-        # Every method reaches the endpoint, so that a 405 names what the operation allows.
-        return [
-            Route("/api/ops/{key}", self),
-            Route("/api/ops/{key}/v{version}", self),
-        ]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Starlette's route: the path parameters are in the scope."""
-        await self.handle(scope, receive, send, scope["path_params"])
 
     async def handle(
         self, scope: Scope, receive: Receive, send: Send, params: dict[str, str]
@@ -187,73 +148,72 @@ class RestTransport:
             return
         except Exception:  # a bug of ours: answer as Starlette's error middleware would
             log.exception("rest_endpoint_failure", path=scope["path"])
-            request_id = request_id_from(None)
-            error = Outcome(request_id, None, problem=Problem.of(CATALOGUE.INTERNAL()))
+            error = Outcome(new_request_id(), None, problem=Problem.of(CATALOGUE.INTERNAL()))
             with contextlib.suppress(Exception):  # unless the response had started
                 await send_outcome(send, error)
 
     async def serve(
         self, scope: Scope, receive: Receive, send: Send, params: dict[str, str]
     ) -> None:
-        headers = RequestHeaders.of(scope)
+        caller = read_caller(scope)
         method = scope["method"]
-        if method not in ROUTED_METHODS:
-            await self.method_not_allowed(scope, send, params, headers)
+        operation = self.pipeline.registry.resolve(params["key"], params.get("version"))
+        allow = allowed_methods(operation)
+        methods = allow.split(", ")
+        # HEAD is a GET without the body (Starlette's rule); Allow does not list it.
+        if method not in methods and not (method == "HEAD" and "GET" in methods):
+            await self.method_not_allowed(scope, send, params, caller, operation, allow)
             return
         read_only = method in ("GET", "HEAD")
         if read_only:
             payload, error = query_input(scope.get("query_string", b""))
         else:
-            body = await read_body(receive, headers)
-            payload, error = body_input(body, headers.content_type)
-        request_id, trace_id, span_id = new_ids()
+            body = await read_body(receive, caller, MAX_BODY_BYTES)
+            payload, error = body_input(body, caller.content_type)
+        trace_id = caller.trace_id or new_trace_id()
         invocation = Invocation(
             key=params["key"],
             version=params.get("version"),
             input=payload,
             transport="rest",
-            credentials=credentials_from(headers.authorization),
-            idempotency_key=headers.idempotency_key,
-            request_id=request_id_from(headers.request_id, request_id),
-            client=client_of(scope),
+            credentials=caller.credentials,
+            idempotency_key=caller.idempotency_key,
+            request_id=caller.request_id,
+            client=caller.client,
             read_only=read_only,
             wire_error=error,
-            trace_id=trace_id_from(headers.traceparent) or trace_id,
+            trace_id=trace_id,
         )
         outcome = await self.pipeline.invoke(invocation)
         trace_id = invocation.trace_id or trace_id  # the pipeline keeps it
-        extra = {"traceparent": response_traceparent(trace_id, headers.traceparent, span_id)}
+        extra = {"traceparent": response_traceparent(trace_id, caller.traceparent)}
         ref = outcome.operation
         if ref is not None and ref.deprecated:
             extra.update(retirement_headers(ref))
         await send_outcome(send, outcome, extra)
 
     async def method_not_allowed(
-        self, scope: Scope, send: Send, params: dict[str, str], headers: RequestHeaders
+        self,
+        scope: Scope,
+        send: Send,
+        params: dict[str, str],
+        caller: HttpCaller,
+        operation: Operation | None,
+        allow: str,
     ) -> None:
-        """405 naming the methods of this operation: POST for a command, GET and POST for
-        a query or an unknown key. Answered here, before any stage, and audited against
-        the path's key."""
-        key = params["key"]
-        operation = self.pipeline.registry.resolve(key, params.get("version"))
-        ref = None
-        allow = "GET, POST"
-        if operation is not None:
-            ref = operation.ref
-            if operation.contract.kind == "command":
-                allow = "POST"
+        """405 naming the methods of this operation, answered before any stage (no one is
+        identified) and audited against the path's key."""
         error = CATALOGUE.METHOD_NOT_ALLOWED(
             f"{scope['method']} is not supported here; use {allow.replace(', ', ' or ')}",
             headers={"Allow": allow},
         )
-        request_id = request_id_from(headers.request_id)
         await self.pipeline.record_refusal(
             transport="rest",
-            endpoint=key[:200],
+            endpoint=params["key"][:200],
             error=error,
-            request_id=request_id,
-            client=client_of(scope),
-            trace_id=trace_id_from(headers.traceparent),
-            credentials=credentials_from(headers.authorization),
+            request_id=caller.request_id,
+            client=caller.client,
+            trace_id=caller.trace_id,
         )
-        await send_outcome(send, Outcome(request_id, ref, problem=Problem.of(error)))
+        ref = operation.ref if operation is not None else None
+        await send_outcome(send, Outcome(caller.request_id, ref, problem=Problem.of(error)))

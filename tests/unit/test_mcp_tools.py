@@ -163,7 +163,10 @@ def test_versions_pinned_latest_and_deprecated(declare_command: Declare) -> None
     deprecated = catalog.get("things_doThing_v2_0_0")
     assert deprecated is not None
     description = deprecated.tool.description or ""
-    assert "DEPRECATED: use things.doOther. Use things.doThing@1.0.0 instead." in description
+    notice = (
+        "things.doThing v2.0.0 is deprecated: use things.doOther. Use things.doThing@1.0.0 instead."
+    )
+    assert notice in description
 
 
 def test_a_name_too_long_for_mcp_is_refused_at_start_up(declare_command: Declare) -> None:
@@ -202,7 +205,7 @@ def test_each_contract_has_a_markdown_resource(registry: Registry) -> None:
         assert text in doc.text
     retired = docs.get("specops://ops/keys.listKeys/v1.0.0")
     assert retired is not None
-    for text in ("| deprecated since | 2026-11-24 |", "| replaced by | `keys.listKeys@1.1.0` |"):
+    for text in ("deprecated since 2026-11-24", "Use keys.listKeys@1.1.0 instead."):
         assert text in retired.text
 
 

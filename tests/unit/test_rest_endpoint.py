@@ -11,16 +11,20 @@ from starlette.types import Message
 
 from registry.invocation import OperationRef
 from tests.support.doubles import Sink, make_pipeline
-from transports.http import RequestHeaders
+from transports.http import ClientGone, HttpCaller, read_body, read_caller, replay
 from transports.rest import (
     MAX_BODY_BYTES,
-    ClientGone,
     RestTransport,
     body_input,
     path_params,
-    read_body,
     retirement_headers,
 )
+
+
+def caller(**headers: str) -> HttpCaller:
+    """The caller of a request with ``headers`` (``content_length=...``)."""
+    raw = [(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()]
+    return read_caller({"headers": raw})
 
 
 @pytest.mark.parametrize(
@@ -29,7 +33,7 @@ from transports.rest import (
         ("/api/ops/system.ping", {"key": "system.ping"}),
         ("/api/ops/billing.getInvoice/v1.0.0", {"key": "billing.getInvoice", "version": "1.0.0"}),
         ("/api/ops/", None),
-        ("/api/ops/system.ping/", None),  # Starlette redirects it
+        ("/api/ops/system.ping/", None),  # not an operation path: 404
         ("/api/ops/system.ping/v", None),
         ("/api/ops/system.ping/1.0.0", None),
         ("/api/ops/a/v1/extra", None),
@@ -41,21 +45,34 @@ def test_paths_match_as_starlettes_routes_would(path: str, expected: object) -> 
     assert path_params(path) == expected
 
 
-def test_headers_are_read_in_one_pass_and_the_first_of_a_repeated_one_wins() -> None:
+def test_the_caller_is_read_in_one_pass_and_the_first_of_a_repeated_header_wins() -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     scope = {
         "headers": [
             (b"authorization", b"Bearer one"),
             (b"authorization", b"Bearer two"),
             (b"x-request-id", b"req-12345678"),
             (b"content-type", b"application/json"),
+            (b"traceparent", traceparent.encode()),
+            (b"idempotency-key", b"k-1"),
             (b"accept", b"*/*"),
-        ]
+        ],
+        "client": ("10.0.0.7", 5555),
     }
-    found = RequestHeaders.of(scope)
-    assert found.authorization == "Bearer one"
+    found = read_caller(scope)
+    assert found.credentials == "one"
     assert found.request_id == "req-12345678"
     assert found.content_type == "application/json"
-    assert found.idempotency_key is None and found.traceparent is None
+    assert found.idempotency_key == "k-1"
+    assert found.client == "10.0.0.7"
+    assert found.traceparent == traceparent
+    assert found.trace_id == "0af7651916cd43dd8448eb211c80319c"
+
+
+def test_a_caller_without_a_sane_request_id_or_trace_gets_a_new_id_and_no_trace() -> None:
+    found = read_caller({"headers": [(b"x-request-id", b"short"), (b"traceparent", b"junk")]})
+    assert found.request_id != "short" and len(found.request_id) == 32
+    assert found.trace_id is None and found.credentials is None and found.client is None
 
 
 @pytest.mark.parametrize(
@@ -95,7 +112,7 @@ async def test_a_chunked_body_is_joined() -> None:
             {"type": "http.request", "body": b"1}", "more_body": False},
         ]
     )
-    assert await read_body(receive, RequestHeaders()) == b'{"a":1}'
+    assert await read_body(receive, caller(), MAX_BODY_BYTES) == b'{"a":1}'
 
 
 async def test_a_body_over_the_limit_is_refused_while_it_streams() -> None:
@@ -108,15 +125,21 @@ async def test_a_body_over_the_limit_is_refused_while_it_streams() -> None:
             {"type": "http.request", "body": b"", "more_body": False},
         ]
     )
-    assert await read_body(receive, RequestHeaders()) is None
-    declared = RequestHeaders(content_length=str(MAX_BODY_BYTES + 1))
-    assert await read_body(_receiver([]), declared) is None
+    assert await read_body(receive, caller(), MAX_BODY_BYTES) is None
+    declared = caller(content_length=str(MAX_BODY_BYTES + 1))
+    assert await read_body(_receiver([]), declared, MAX_BODY_BYTES) is None
 
 
 async def test_a_client_that_leaves_before_its_body_is_noticed() -> None:
     receive = _receiver([{"type": "http.disconnect"}])
     with pytest.raises(ClientGone):
-        await read_body(receive, RequestHeaders(content_length="10"))
+        await read_body(receive, caller(content_length="10"), MAX_BODY_BYTES)
+
+
+async def test_a_body_read_is_replayed_in_one_message_then_the_rest() -> None:
+    receive = replay(b"{}", _receiver([{"type": "http.disconnect"}]))
+    assert await receive() == {"type": "http.request", "body": b"{}", "more_body": False}
+    assert await receive() == {"type": "http.disconnect"}
 
 
 async def test_a_failure_of_the_endpoint_itself_answers_an_internal_problem() -> None:
@@ -194,10 +217,16 @@ async def test_the_app_hands_transport_requests_straight_to_their_endpoints() ->
     await call("/graphql")
     await call("/api/ops/system.ping/v1.0.0")
     await call("/other")
+    # Mounted under a root path, the same endpoints are reached the same way.
+    await call("/base/graphql", root_path="/base")
+    await call("/base/api/ops/system.ping", root_path="/base")
+    await call("/api/ops/system.ping/")  # no such operation path: Starlette's 404
     assert seen == [
         "graphql /graphql",
         "rest {'key': 'system.ping', 'version': '1.0.0'}",
         "starlette /other",
+        "graphql /base/graphql",
+        "rest {'key': 'system.ping'}",
     ]
 
 
@@ -231,3 +260,33 @@ def test_a_successor_at_its_current_version_is_linked_by_its_unversioned_path() 
     assert retirement_headers(moved) == {
         "Link": '</api/ops/billing.payInvoice>; rel="successor-version"'
     }
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "DELETE"])
+async def test_every_method_a_command_does_not_serve_is_refused_in_one_place(
+    method: str,
+) -> None:
+    sink = Sink()
+    rest = RestTransport(make_pipeline(sink))
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": "/api/ops/test.shout",
+        "query_string": b"",
+        "headers": [(b"authorization", b"Bearer someone"), (b"x-request-id", b"req-405-test")],
+        "client": ("127.0.0.1", 1234),
+    }
+    await rest.handle(scope, _receiver([]), send, {"key": "test.shout"})
+    assert sent[0]["status"] == 405
+    assert dict(sent[0]["headers"])[b"allow"] == b"POST"
+    body = json.loads(sent[1]["body"])
+    assert body["detail"] == f"{method} is not supported here; use POST"
+    assert body["operation"]["key"] == "test.shout"
+    # Refused before any stage: one record, against the key, naming no one.
+    [record] = sink.records
+    assert (record.operation_key, record.status, record.actor_id) == ("test.shout", 405, None)

@@ -7,10 +7,9 @@ import re
 
 import pytest
 
-from registry.invocation import Invocation, new_request_id
+from registry.invocation import Invocation
 from registry.tracing import (
     TraceParent,
-    new_ids,
     new_span_id,
     new_trace_id,
     parse_traceparent,
@@ -69,23 +68,11 @@ def test_new_ids_are_random_hex() -> None:
     assert re.match(r"^[0-9a-f]{16}$", new_span_id())
 
 
-def test_one_draw_mints_a_request_id_a_trace_id_and_a_span_id() -> None:
-    request_id, trace_id, span_id = new_ids()
-    assert re.match(r"^[0-9a-f]{32}$", request_id)
-    assert HEX32.match(trace_id)
-    assert re.match(r"^[0-9a-f]{16}$", span_id)
-    # the request id leads with the time in milliseconds, as new_request_id's does
-    assert abs(int(request_id[:12], 16) - int(new_request_id()[:12], 16)) < 60_000
-    assert len({new_ids() for _ in range(100)}) == 100
-    assert request_id[12:] not in (trace_id, span_id)
-
-
 def test_minted_trace_and_span_ids_are_never_all_zeros(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(random, "getrandbits", lambda bits: 0)
-    request_id, trace_id, span_id = new_ids()
+    trace_id, span_id = new_trace_id(), new_span_id()
     assert (trace_id, span_id) == ("0" * 31 + "1", "0" * 15 + "1")
     assert parse_traceparent(f"00-{trace_id}-{span_id}-00") is not None
-    assert request_id.endswith("0" * 20)
 
 
 def test_the_response_span_is_the_one_given() -> None:
@@ -143,7 +130,7 @@ async def test_without_one_the_pipeline_mints_a_trace_id_per_invocation() -> Non
 
 
 def test_minted_request_ids_are_unique_and_sort_by_time() -> None:
-    from registry.invocation import new_request_id, request_id_from
+    from registry.ids import new_request_id, request_id_from
 
     ids = [new_request_id() for _ in range(1000)]
     assert len(set(ids)) == len(ids)

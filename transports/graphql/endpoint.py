@@ -3,44 +3,45 @@ view for every other.
 
 The common request is a POST of a JSON object (``query``, optional ``variables`` and
 ``operationName``, no ``extensions``) whose document is valid, runs a query or mutation
-and does not introspect. For it the endpoint reads the headers once from the scope, the
-body from ``receive``, takes the document prepared once per text (``DocumentCache``:
+and does not introspect. For it the endpoint reads the caller and the body
+(``transports.http``), takes the document prepared once per text (``DocumentCache``:
 parsed, validated with the endpoint's rules and limits), executes it with graphql-core
 against the strawberry schema, and answers with raw ASGI messages. Errors are shaped,
 logged and audited as the view does, and the response carries the same headers
 (``X-Request-Id``, ``traceparent``, ``Idempotent-Replayed``, ``Retry-After``).
 
 Any other request (another method, another content type, a body that is not such an
-object or is too large, a document that is not cached as prepared) goes to the view, with
-the body already read replayed to it.
+object, a document that is not cached as prepared) goes to the view, with the body already
+read replayed to it; a body over the limit is refused as the view refuses it.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from inspect import isawaitable
 from typing import Any, TypeGuard, cast
 
 from graphql import ExecutionResult, GraphQLError, GraphQLSchema, execute
 from pydantic_core import from_json
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 from strawberry.execution import optimized_is_awaitable
 from strawberry.http import GraphQLHTTPResponse
 
-from registry.invocation import request_id_from
+from registry.ids import new_trace_id
 from registry.pipeline import Pipeline
-from registry.tracing import new_trace_id, response_traceparent, trace_id_from
+from registry.tracing import response_traceparent
 from transports.graphql.documents import DocumentCache, PreparedDocument
 from transports.graphql.errors import QuietExecutionContext, log_unexpected, shape
 from transports.graphql.resolvers import GraphQLContext, ResponseHeaders
 from transports.graphql.view import GraphQLView
 from transports.http import (
-    RequestHeaders,
-    client_of,
-    credentials_from,
+    ClientGone,
+    HttpCaller,
     json_bytes,
+    read_body,
+    read_caller,
+    replay,
     send_response,
 )
 
@@ -49,8 +50,8 @@ JSON_MEDIA_TYPE = "application/json"
 IS_AWAITABLE = cast("Callable[[Any], TypeGuard[Awaitable[Any]]]", optimized_is_awaitable)
 
 
-def _is_json(headers: RequestHeaders) -> bool:
-    media_type = (headers.content_type or "").partition(";")[0]
+def _is_json(caller: HttpCaller) -> bool:
+    media_type = (caller.content_type or "").partition(";")[0]
     return media_type.strip().lower() == JSON_MEDIA_TYPE
 
 
@@ -60,18 +61,6 @@ class FastRequest:
 
     prepared: PreparedDocument
     variables: dict[str, Any] | None
-
-
-def _replay(messages: Iterable[Message], receive: Receive) -> Receive:
-    """``receive``, giving back ``messages`` (already received) first."""
-    pending = deque(messages)
-
-    async def replayed() -> Message:
-        if pending:
-            return pending.popleft()
-        return await receive()
-
-    return replayed
 
 
 async def execute_prepared(
@@ -123,35 +112,22 @@ class GraphQLEndpoint:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.view(scope, receive, send)
             return
-        headers = RequestHeaders.of(scope)
-        if not _is_json(headers) or headers.declares_more_than(self.max_body_bytes):
+        caller = read_caller(scope)
+        if not _is_json(caller):
             await self.view(scope, receive, send)
             return
-        messages, body = await self._read_body(receive)
-        fast = None if body is None else await self._fast_request(body)
-        if fast is None:
-            await self.view(scope, _replay(messages, receive), send)
+        try:
+            body = await read_body(receive, caller, self.max_body_bytes)
+        except ClientGone:
             return
-        await self._serve(scope, send, headers, fast)
-
-    async def _read_body(self, receive: Receive) -> tuple[list[Message], bytes | None]:
-        """The messages received and the whole body; None for the body when it is too
-        large or the client left (the view then answers from the replayed messages)."""
-        messages: list[Message] = []
-        size = 0
-        while True:
-            message = await receive()
-            messages.append(message)
-            if message["type"] != "http.request":
-                return messages, None
-            size += len(message.get("body", b""))
-            if size > self.max_body_bytes:
-                return messages, None
-            if not message.get("more_body", False):
-                break
-        if len(messages) == 1:
-            return messages, messages[0].get("body", b"")
-        return messages, b"".join(m.get("body", b"") for m in messages)
+        if body is None:
+            await self.view.too_large(scope, receive, send)
+            return
+        fast = await self._fast_request(body)
+        if fast is None:
+            await self.view(scope, replay(body, receive), send)
+            return
+        await self._serve(send, caller, fast)
 
     async def _fast_request(self, body: bytes) -> FastRequest | None:
         """What the fast path runs for ``body``, or None when the view must answer."""
@@ -176,15 +152,13 @@ class GraphQLEndpoint:
             return None
         return FastRequest(prepared, variables)
 
-    async def _serve(
-        self, scope: Scope, send: Send, headers: RequestHeaders, fast: FastRequest
-    ) -> None:
-        request_id = request_id_from(headers.request_id)
-        trace_id = trace_id_from(headers.traceparent) or new_trace_id()
+    async def _serve(self, send: Send, caller: HttpCaller, fast: FastRequest) -> None:
+        request_id = caller.request_id
+        trace_id = caller.trace_id or new_trace_id()
         response = ResponseHeaders(
             {
                 "x-request-id": request_id,
-                "traceparent": response_traceparent(trace_id, headers.traceparent),
+                "traceparent": response_traceparent(trace_id, caller.traceparent),
             }
         )
         context = GraphQLContext(
@@ -192,9 +166,9 @@ class GraphQLEndpoint:
             response=response,
             pipeline=self.pipeline,
             request_id=request_id,
-            credentials=credentials_from(headers.authorization),
-            idempotency_key=headers.idempotency_key,
-            client=client_of(scope),
+            credentials=caller.credentials,
+            idempotency_key=caller.idempotency_key,
+            client=caller.client,
             trace_id=trace_id,
         )
         result = await execute_prepared(self.schema, fast.prepared, fast.variables, context)

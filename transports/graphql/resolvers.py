@@ -23,7 +23,8 @@ from strawberry.types.unset import UNSET
 from registry.invocation import Invocation
 from registry.pipeline import Pipeline
 from transports.graphql.errors import outcome_error
-from transports.graphql.schema import RootField, ToWire
+from transports.graphql.schema import RootField
+from transports.graphql.typemap import ToWire
 
 #: Problem headers worth passing on to the HTTP response.
 FORWARDED_HEADERS = ("Retry-After",)

@@ -19,7 +19,7 @@ from graphql import GraphQLError
 from pydantic_core import from_json
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.extensions import SchemaExtension
@@ -27,22 +27,18 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
 from registry.errors import CATALOGUE, ErrorSpec
-from registry.invocation import request_id_from
+from registry.ids import new_trace_id
 from registry.pipeline import Pipeline
-from registry.tracing import new_trace_id, response_traceparent, trace_id_from
+from registry.tracing import response_traceparent
 from transports.graphql.errors import problem_extensions
 from transports.graphql.resolvers import GraphQLContext
 from transports.graphql.validation import DocumentValidator
 from transports.graphql.visibility import Visibility
-from transports.http import bearer_credentials, client_address, json_bytes
+from transports.http import ClientGone, json_bytes, read_body, read_caller, replay
 
 #: What answers a body (or ``variables`` parameter) nested deeper than the JSON parser's
 #: limit, as REST answers one.
 TOO_DEEP = "The request's JSON nests too deeply"
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 class Validation(SchemaExtension):
@@ -113,69 +109,62 @@ class GraphQLView(GraphQL[GraphQLContext, None]):
         if scope["type"] == "websocket":  # no subscriptions: refuse the handshake
             await WebSocket(scope, receive, send).close(code=1008)
             return
-        request = Request(scope, self._limited(receive))
         try:
-            declared = request.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > self.max_body_bytes:
-                raise _BodyTooLarge
+            body = await read_body(receive, read_caller(scope), self.max_body_bytes)
+        except ClientGone:
+            return
+        if body is None:
+            await self.too_large(scope, receive, send)
+            return
+        request = Request(scope, replay(body, receive))
+        try:
             response = await self.run(request)
         except HTTPException as exc:
-            response = await self._request_error(request, exc.status_code, exc.reason)
-        except _BodyTooLarge:
-            detail = f"Bodies are limited to {self.max_body_bytes} bytes"
-            response = await self._request_error(request, 413, detail)
+            response = await self._request_error(scope, exc.status_code, exc.reason)
         await response(scope, receive, send)
 
-    def _limited(self, receive: Receive) -> Receive:
-        remaining = self.max_body_bytes
+    async def too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer a request whose body is over the limit."""
+        detail = f"Bodies are limited to {self.max_body_bytes} bytes"
+        response = await self._request_error(scope, 413, detail)
+        await response(scope, receive, send)
 
-        async def limited() -> Message:
-            nonlocal remaining
-            message = await receive()
-            remaining -= len(message.get("body", b""))
-            if remaining < 0:
-                raise _BodyTooLarge
-            return message
-
-        return limited
-
-    async def _request_error(self, request: Request, status: int, reason: str) -> Response:
+    async def _request_error(self, scope: Scope, status: int, reason: str) -> Response:
         """The answer to a request that cannot be executed at all, audited against
         ``graphql``."""
-        request_id = request_id_from(request.headers.get("x-request-id"))
+        caller = read_caller(scope)
         spec = _status_spec(status, reason)
         await self.pipeline.record_refusal(
             transport="graphql",
             endpoint="graphql",
             error=spec(reason),
-            request_id=request_id,
-            client=client_address(request),
-            trace_id=trace_id_from(request.headers.get("traceparent")),
-            credentials=bearer_credentials(request),
+            request_id=caller.request_id,
+            client=caller.client,
+            trace_id=caller.trace_id,
+            credentials=caller.credentials,
         )
-        extensions = problem_extensions(spec, reason, request_id=request_id)
+        extensions = problem_extensions(spec, reason, request_id=caller.request_id)
         body = {"data": None, "errors": [{"message": reason, "extensions": extensions}]}
         return Response(
             json_bytes(body),
             spec.status,
-            headers={"X-Request-Id": request_id},
+            headers={"X-Request-Id": caller.request_id},
             media_type="application/json",
         )
 
     async def get_context(self, request: Any, response: Any) -> GraphQLContext:
-        request_id = request_id_from(request.headers.get("x-request-id"))
-        response.headers["X-Request-Id"] = request_id
-        traceparent = request.headers.get("traceparent")
-        trace_id = trace_id_from(traceparent) or new_trace_id()
-        response.headers["traceparent"] = response_traceparent(trace_id, traceparent)
+        caller = read_caller(request.scope)
+        response.headers["X-Request-Id"] = caller.request_id
+        trace_id = caller.trace_id or new_trace_id()
+        response.headers["traceparent"] = response_traceparent(trace_id, caller.traceparent)
         context = GraphQLContext(
             request=request,
             response=response,
             pipeline=self.pipeline,
-            request_id=request_id,
-            credentials=bearer_credentials(request),
-            idempotency_key=request.headers.get("idempotency-key"),
-            client=client_address(request),
+            request_id=caller.request_id,
+            credentials=caller.credentials,
+            idempotency_key=caller.idempotency_key,
+            client=caller.client,
             trace_id=trace_id,
         )
         request.state.graphql_context = context

@@ -45,10 +45,16 @@ from starlette.types import Message, Receive, Scope, Send
 
 from registry.actor import Actor
 from registry.errors import CATALOGUE, OperationError, Problem
-from registry.invocation import request_id_from
 from registry.pipeline import Pipeline
-from registry.tracing import trace_id_from
-from transports.http import bearer_credentials, client_address, problem_response
+from transports.http import (
+    BEARER_CHALLENGE,
+    ClientGone,
+    HttpCaller,
+    problem_response,
+    read_body,
+    read_caller,
+    replay,
+)
 from transports.mcp.server import Caller, McpContext, build_server
 from transports.mcp.stateless import StatelessJsonPosts
 
@@ -64,12 +70,13 @@ def http_caller(ctx: McpContext) -> Caller:
     request = ctx.request
     if not isinstance(request, Request):
         return Caller(credentials=None)
+    caller = read_caller(request.scope)
     return Caller(
-        credentials=bearer_credentials(request),
-        client=client_address(request),
-        idempotency_key=request.headers.get("idempotency-key"),
-        request_id=request.headers.get("x-request-id"),
-        trace_id=trace_id_from(request.headers.get("traceparent")),
+        credentials=caller.credentials,
+        client=caller.client,
+        idempotency_key=caller.idempotency_key,
+        request_id=caller.request_id,
+        trace_id=caller.trace_id,
     )
 
 
@@ -165,48 +172,47 @@ class McpHttp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        request = Request(scope, receive)
-        refused = await self._host_check.validate_request(request, is_post=False)
+        caller = read_caller(scope)
+        refused = await self._host_check.validate_request(Request(scope, receive), is_post=False)
         if refused is not None:
             await refused(scope, receive, send)
             return
         if self.require_auth:
-            credentials = bearer_credentials(request)
+            credentials = caller.credentials
             try:
                 actor = await self.pipeline.actor_for(credentials) if credentials else None
             except Exception:
                 log.exception("mcp_identify_failed")
-                await self._refusal(request, CATALOGUE.INTERNAL(), {})(scope, receive, send)
+                await self._refusal(caller, CATALOGUE.INTERNAL(), {})(scope, receive, send)
                 return
             if actor is None or not actor.authenticated:
                 detail = "Send Authorization: Bearer <api key>"
-                challenge = 'Bearer realm="specops"'
+                challenge = BEARER_CHALLENGE
                 if credentials is not None:
                     detail = "Invalid credentials"
                     challenge += ', error="invalid_token"'
                 error = CATALOGUE.UNAUTHENTICATED(detail)
-                headers = {"WWW-Authenticate": challenge}
-                response = self._refusal(request, error, headers)
-                await self._audit_refusal(request, response, error)
+                response = self._refusal(caller, error, {"WWW-Authenticate": challenge})
+                await self._audit_refusal(caller, error)
                 await response(scope, receive, send)
                 return
             if not self.manager.stateless:  # only a stateful session has an owner
                 scope["user"] = _session_owner(actor)
         if scope["method"] == "POST":
-            await self._post(request, scope, receive, send)
+            await self._post(caller, scope, receive, send)
             return
         await self.manager.handle_request(scope, receive, send)
 
-    async def _post(self, request: Request, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _post(self, caller: HttpCaller, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve a POST, and audit it when it is refused for a body that is not JSON."""
-        chunks: list[bytes] = []
+        try:
+            body = await read_body(receive, caller, self.manager.max_request_body_size)
+        except ClientGone:
+            return
+        if body is None:  # as the SDK answers it
+            await Response("Request body too large", status_code=413)(scope, receive, send)
+            return
         status = 0
-
-        async def receiving() -> Message:
-            message = await receive()
-            if message["type"] == "http.request":
-                chunks.append(message.get("body", b""))
-            return message
 
         async def sending(message: Message) -> None:
             nonlocal status
@@ -216,46 +222,42 @@ class McpHttp:
 
         json_posts = self._json_posts
         if json_posts is not None and json_posts.serves(scope):
-            await json_posts(scope, receiving, sending)
+            await json_posts(scope, replay(body, receive), sending)
         else:
-            await self.manager.handle_request(scope, receiving, sending)
+            await self.manager.handle_request(scope, replay(body, receive), sending)
         if status == 400:
-            error = _json_error(b"".join(chunks))
+            error = _json_error(body)
             if error is not None:
                 await self.pipeline.record_refusal(
                     transport="mcp",
                     endpoint="mcp",
                     error=error,
-                    request_id=request_id_from(request.headers.get("x-request-id")),
-                    client=client_address(request),
-                    trace_id=trace_id_from(request.headers.get("traceparent")),
-                    credentials=bearer_credentials(request),
+                    request_id=caller.request_id,
+                    client=caller.client,
+                    trace_id=caller.trace_id,
+                    credentials=caller.credentials,
                 )
 
-    async def _audit_refusal(
-        self, request: Request, response: Response, error: OperationError
-    ) -> None:
+    async def _audit_refusal(self, caller: HttpCaller, error: OperationError) -> None:
         """A refused credential never reaches a tool call; it is audited here, against the
         endpoint itself (operation key ``mcp``), like every other refusal."""
         await self.pipeline.record_refusal(
             transport="mcp",
             endpoint="mcp",
             error=error,
-            request_id=response.headers["X-Request-Id"],
-            client=client_address(request),
-            trace_id=trace_id_from(request.headers.get("traceparent")),
+            request_id=caller.request_id,
+            client=caller.client,
+            trace_id=caller.trace_id,
             decision="deny",
             policy_rule="credentials",
         )
 
     @staticmethod
-    def _refusal(request: Request, error: OperationError, headers: dict[str, str]) -> Response:
-        request_id = request_id_from(request.headers.get("x-request-id"))
+    def _refusal(caller: HttpCaller, error: OperationError, headers: dict[str, str]) -> Response:
         log.info(
             "mcp_http_refused",
             code=error.code,
-            client=client_address(request),
-            request_id=request_id,
+            client=caller.client,
+            request_id=caller.request_id,
         )
-        body = Problem.of(error).as_dict(requestId=request_id)
-        return problem_response(body, error.status, {**headers, "X-Request-Id": request_id})
+        return problem_response(Problem.of(error), caller.request_id, headers)

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import mcp_types as types
 
 from registry.contract import Contract
+from registry.docs import ContractDoc, codes
 from registry.registry import Operation, Registry
 from transports.mcp.names import doc_uri, tool_name
-from transports.mcp.tools import describe, input_schema, output_schema
+from transports.mcp.tools import describe
 
 MARKDOWN = "text/markdown"
 
@@ -76,6 +77,7 @@ def _json_block(data: object) -> list[str]:
 
 def contract_markdown(contract: Contract, *, latest: bool) -> str:
     """The contract in full: metadata, policy, errors, and the input and output schemas."""
+    doc = ContractDoc(contract)
     tools = [tool_name(contract, pinned=True)]
     if latest:
         tools.insert(0, tool_name(contract, pinned=False))
@@ -107,25 +109,19 @@ def contract_markdown(contract: Contract, *, latest: bool) -> str:
     ]
     if policy.rate_limit is not None:
         lines.append(f"| rate limit | {policy.rate_limit.rpm}/min per {policy.rate_limit.per} |")
-    if contract.deprecation is not None:
-        d = contract.deprecation
-        lines.append(f"| deprecated | {d.reason} |")
-        if d.sunset:
-            lines.append(f"| sunset | {d.sunset} |")
-        if d.since:
-            lines.append(f"| deprecated since | {d.since} |")
-        successor = d.successor_ref(contract.key)
-        if successor:
-            lines.append(f"| replaced by | `{successor}` |")
+    if doc.deprecation_notice:
+        lines.append(f"| deprecated | {doc.deprecation_notice} |")
     lines += ["", "## Declared errors", ""]
-    if contract.errors:
+    if doc.declared_errors:
         lines += ["| code | status | retryable | meaning |", "|---|---|---|---|"]
         lines += [
             f"| `{e.code}` | {e.status} | {'yes' if e.retryable else 'no'} | {e.title} |"
-            for e in contract.errors
+            for e in doc.declared_errors
         ]
     else:
         lines.append("None beyond the common codes.")
-    lines += ["", "## Input (JSON Schema)", "", *_json_block(input_schema(contract))]
-    lines += ["", "## Output (JSON Schema)", "", *_json_block(output_schema(contract))]
+    common = ", ".join(f"`{code}`" for code in codes(doc.common_errors))
+    lines += ["", f"Any call may also answer {common}."]
+    lines += ["", "## Input (JSON Schema)", "", *_json_block(doc.input_schema())]
+    lines += ["", "## Output (JSON Schema)", "", *_json_block(doc.output_schema())]
     return "\n".join(lines) + "\n"

@@ -14,20 +14,10 @@ from typing import Any
 
 import mcp_types as types
 
-from registry.contract import Contract, ContractError, Rule
+from registry.contract import Contract, ContractError
+from registry.docs import ContractDoc, codes, sentence
 from registry.registry import Operation, Registry
 from transports.mcp.names import doc_uri, tool_name
-
-#: Codes any call may answer besides the contract's declared errors.
-COMMON_CODES = (
-    "INVALID_INPUT (fix the fields listed in structuredContent.issues and call again)",
-    "UNAUTHENTICATED",
-    "FORBIDDEN",
-    "RATE_LIMITED",
-    "TIMEOUT",
-    "UPSTREAM_UNAVAILABLE",
-    "INTERNAL",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +73,11 @@ class ToolCatalog:
 
 
 def input_schema(contract: Contract) -> dict[str, Any]:
-    return contract.input.model_json_schema(by_alias=True)
+    return ContractDoc(contract).input_schema()
 
 
 def output_schema(contract: Contract) -> dict[str, Any]:
-    return contract.output.model_json_schema(by_alias=True, mode="serialization")
+    return ContractDoc(contract).output_schema()
 
 
 def tool_annotations(contract: Contract) -> types.ToolAnnotations:
@@ -124,26 +114,14 @@ def build_tool(contract: Contract, *, pinned: bool) -> types.Tool:
     )
 
 
-def _sentence(text: str) -> str:
-    text = text.strip()
-    return text if not text or text[-1] in ".!?" else f"{text}."
-
-
-def _rule_text(rule: Rule) -> str:
-    scope = {
-        None: "",
-        "owner": f" (only {rule.resource}s the caller owns)",
-        "tenant": f" (only {rule.resource}s of the caller's tenant)",
-    }[rule.condition]
-    return f"{rule.action} on {rule.resource}{scope}"
+#: What an agent does about an INVALID_INPUT answer.
+INVALID_INPUT_HINT = "fix the fields listed in structuredContent.issues and call again"
 
 
 def describe(contract: Contract, *, pinned: bool) -> str:
     """What an agent needs to call the tool well: purpose, policy, errors, idempotency."""
-    lines = [_sentence(contract.description), ""]
-    lines.append(f"Goal: {_sentence(contract.goal)}")
-    lines.append(f"Context: {_sentence(contract.context)}")
-    lines.append("")
+    doc = ContractDoc(contract)
+    lines = ["\n\n".join(doc.summary), ""]
     version = (
         f"pinned to v{contract.version}"
         if pinned
@@ -157,41 +135,25 @@ def describe(contract: Contract, *, pinned: bool) -> str:
             "Changes state. To retry safely, send the same _meta.idempotencyKey with each "
             "attempt: a repeat returns the first result instead of acting twice."
         )
-    policy = contract.policy
-    if policy.auth == "anonymous":
-        lines.append("Caller: anyone, no credentials needed.")
-    else:
-        needs = f"Caller: a {policy.auth}-level identity"
-        if policy.rules:
-            needs += "; needs " + ", ".join(_rule_text(r) for r in policy.rules)
-        lines.append(_sentence(needs))
-    if policy.rate_limit is not None:
-        lines.append(
-            f"Rate limit: {policy.rate_limit.rpm} calls a minute per {policy.rate_limit.per}."
-        )
-    if contract.deprecated:
-        notice = "DEPRECATED"
-        if contract.deprecation is not None:
-            notice += f": {_sentence(contract.deprecation.reason)}"
-            if contract.deprecation.sunset:
-                notice += f" Stops working on {contract.deprecation.sunset}."
-            successor = contract.deprecation.successor_ref(contract.key)
-            if successor:
-                notice += f" Use {successor} instead."
-        lines.append(notice)
+    lines.append(doc.caller)
+    if doc.rate_limit:
+        lines.append(doc.rate_limit)
+    if doc.deprecation_notice:
+        lines.append(doc.deprecation_notice)
     lines.append("")
     lines.append(
         "Failures come back as a tool result with isError: true and a problem document "
         "(code, detail, retryable, issues) as structuredContent."
     )
-    if contract.errors:
+    if doc.declared_errors:
         lines.append("Declared errors:")
-        for spec in contract.errors:
+        for spec in doc.declared_errors:
             retry = ", retryable" if spec.retryable else ""
             lines.append(f"- {spec.code} ({spec.status}{retry}): {spec.title}")
-    common = list(COMMON_CODES)
-    if contract.kind == "command":
-        common.insert(3, "IDEMPOTENCY_CONFLICT")
-    lines.append(f"Any call may also answer {', '.join(common)}.")
+    common = [
+        f"{code} ({INVALID_INPUT_HINT})" if code == "INVALID_INPUT" else code
+        for code in codes(doc.common_errors)
+    ]
+    lines.append(sentence(f"Any call may also answer {', '.join(common)}"))
     lines.append(f"Documentation: {doc_uri(contract, pinned=pinned)}")
     return "\n".join(lines)

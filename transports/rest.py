@@ -81,10 +81,11 @@ def query_input(query_string: bytes) -> tuple[Any, OperationError | None]:
 
 
 def body_input(body: bytes | None, content_type: str | None) -> tuple[Any, OperationError | None]:
-    """A POST's input: the JSON body (an empty body counts as ``{}``)."""
+    """A POST's input: the JSON body (an empty body counts as ``{}``; white space alone is
+    not JSON, and is refused as the OpenAPI document says)."""
     if body is None:
         return None, _too_large()
-    if not body.strip():
+    if not body:
         return {}, None
     if not _is_json(content_type):
         return None, CATALOGUE.UNSUPPORTED_MEDIA_TYPE("Send the input as application/json")

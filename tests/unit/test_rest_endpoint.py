@@ -95,7 +95,16 @@ def test_a_json_body_decodes_as_json_does() -> None:
     body = '{"a": [1, 2.5, -0.0, 1e400, 123456789012345678901234567890], "b": null, "c": "é"}'
     assert body_input(body.encode(), "application/json") == (json.loads(body), None)
     assert body_input(b"null", "application/json")[1] is not None  # not an object
-    assert body_input(b"  ", "application/json") == ({}, None)
+    assert body_input(b"", "application/json") == ({}, None)
+    assert body_input(b"", None) == ({}, None)
+
+
+@pytest.mark.parametrize("body", [b"\t", b"  ", b"\r\n"])
+def test_white_space_alone_is_not_an_empty_body(body: bytes) -> None:
+    """schemathesis found ``-d $'\\t'`` answered 200 where the document promises 400."""
+    payload, error = body_input(body, "application/json")
+    assert payload is None and error is not None
+    assert (error.code, error.detail) == ("MALFORMED_REQUEST", "The body is not valid JSON")
 
 
 def _receiver(messages: list[Message]) -> Any:

@@ -31,7 +31,6 @@ from audit.redaction import RedactedInput, plan_for
 from policy.actor import Actor
 from registry.context import Context
 from registry.contract import Contract, Rule
-from registry.deadlines import Deadlines
 from registry.digest import input_digest
 from registry.errors import (
     CATALOGUE,
@@ -184,7 +183,6 @@ class Pipeline:
         self.audit_queries_when_unavailable = audit_queries_when_unavailable
         #: Records that need not be durable are still waited for (``AuditSink.write``).
         self.audit_wait_for_every_record = audit_wait_for_every_record
-        self.deadlines = Deadlines()
 
     async def invoke(self, invocation: Invocation) -> Outcome:
         """Run one invocation through every stage; always returns, always audits."""
@@ -540,9 +538,8 @@ class Pipeline:
         )
         try:
             call.ran_handler = True
-            result = await self.deadlines.run(
-                call.operation.handler(call.input, ctx), contract.timeout_seconds
-            )
+            async with asyncio.timeout(contract.timeout_seconds):
+                result = await call.operation.handler(call.input, ctx)
         except OperationError as exc:
             if exc.code == "FORBIDDEN":
                 call.decision = "deny"  # the handler asked policy a further question

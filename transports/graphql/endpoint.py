@@ -18,22 +18,21 @@ the body already read replayed to it.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from inspect import isawaitable
-from typing import Any, TypeGuard, cast
+from typing import Any
 
 from graphql import ExecutionResult, GraphQLError, GraphQLSchema, execute
 from pydantic_core import from_json
 from starlette.types import Message, Receive, Scope, Send
-from strawberry.execution import optimized_is_awaitable
 from strawberry.http import GraphQLHTTPResponse
 
 from registry.invocation import request_id_from
 from registry.pipeline import Pipeline
 from registry.tracing import new_trace_id, response_traceparent, trace_id_from
 from transports.graphql.documents import DocumentCache, PreparedDocument
-from transports.graphql.errors import QuietExecutionContext, log_unexpected, shape
+from transports.graphql.errors import log_unexpected, shape
 from transports.graphql.resolvers import GraphQLContext, ResponseHeaders
 from transports.graphql.view import GraphQLView
 from transports.http import (
@@ -45,8 +44,6 @@ from transports.http import (
 )
 
 JSON_MEDIA_TYPE = "application/json"
-#: strawberry's check (a fast path for plain values), typed as graphql-core wants it.
-IS_AWAITABLE = cast("Callable[[Any], TypeGuard[Awaitable[Any]]]", optimized_is_awaitable)
 
 
 def _is_json(headers: RequestHeaders) -> bool:
@@ -80,9 +77,8 @@ async def execute_prepared(
     variables: dict[str, Any] | None,
     context: GraphQLContext,
 ) -> ExecutionResult:
-    """Execute a prepared document as strawberry would (our schema's execution context
-    class, strawberry's awaitable check, no middleware: no extension of ours resolves
-    fields)."""
+    """Execute a prepared document with graphql-core's public ``execute``, suggesting no
+    names (as the view's execution context; no extension of ours resolves fields)."""
     try:
         result = execute(
             schema,
@@ -90,9 +86,7 @@ async def execute_prepared(
             context_value=context,
             variable_values=variables,
             operation_name=prepared.operation_name,
-            executor_class=QuietExecutionContext,
-            is_awaitable=IS_AWAITABLE,
-            operation_extensions=None,
+            hide_suggestions=True,
         )
         if isawaitable(result):
             result = await result

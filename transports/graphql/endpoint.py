@@ -5,14 +5,16 @@ The common request is a POST of a JSON object (``query``, optional ``variables``
 ``operationName``, no ``extensions``) whose document is valid, runs a query or mutation
 and does not introspect. For it the endpoint reads the headers once from the scope, the
 body from ``receive``, takes the document prepared once per text (``DocumentCache``:
-parsed, validated with the endpoint's rules and limits), executes it with graphql-core
-against the strawberry schema, and answers with raw ASGI messages. Errors are shaped,
-logged and audited as the view does, and the response carries the same headers
+parsed, validated with the endpoint's rules and limits), executes it with graphql-core's
+``execute`` against the strawberry schema, and answers with raw ASGI messages. Errors are
+shaped, logged and audited as the view does, and the response carries the same headers
 (``X-Request-Id``, ``traceparent``, ``Idempotent-Replayed``, ``Retry-After``).
 
 Any other request (another method, another content type, a body that is not such an
 object or is too large, a document that is not cached as prepared) goes to the view, with
 the body already read replayed to it.
+
+Why this path exists: docs/performance.md, "Library paths".
 """
 
 from __future__ import annotations

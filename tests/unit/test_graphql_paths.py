@@ -24,8 +24,8 @@ PING = '{ system_ping(input: {message: "hi"}) { message actorId tenantId } }'
 CREATE = "mutation($i: CreateInvoiceInput!) { made: billing_createInvoice(input: $i) { %s } }"
 INVOICE = "id amount amountMinor currency description status ownerId"
 FRAGMENT = (
-    "query Q { a: system_ping(input: {message: \"a\"}) { ...P } "
-    "b: system_ping(input: {message: \"b\"}) { ... on PingOutput { message } } } "
+    'query Q { a: system_ping(input: {message: "a"}) { ...P } '
+    'b: system_ping(input: {message: "b"}) { ... on PingOutput { message } } } '
     "fragment P on PingOutput { message tenantId }"
 )
 
@@ -46,8 +46,7 @@ CORPUS: dict[str, tuple[bytes, dict[str, str], bool]] = {
     ),
     "fragments": (graphql_body(FRAGMENT), {}, True),
     "named operation": (
-        graphql_body("query A { system_ping { message } } query B { system_ping { actorId } }")
-        [:-1]
+        graphql_body("query A { system_ping { message } } query B { system_ping { actorId } }")[:-1]
         + b', "operationName": "B"}',
         {},
         True,

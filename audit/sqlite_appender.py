@@ -13,7 +13,7 @@ timeout: when another process holds SQLite's write lock (the CLI, another uvicor
 worker), the batch is written on a helper thread instead, on a connection that waits
 for the lock up to ``BUSY_TIMEOUT_MS``. The event loop's connection never checkpoints by
 itself: the rows it appends count towards the file's ``Checkpoints``
-(``storage.inline_sqlite``), which runs them on a thread of its own.
+(``storage.sqlite_files``), which runs them on a thread of its own.
 
 The transaction is the one of ``audit.log``: ``BEGIN IMMEDIATE`` (SQLite's write lock,
 so every process writing to the file joins one chain, and the head can be read with a
@@ -39,7 +39,7 @@ from audit.sql_store import (
     insert_statement,
 )
 from storage.database import Database
-from storage.inline_sqlite import BUSY_TIMEOUT_MS, Checkpoints, is_busy
+from storage.sqlite_files import BUSY_TIMEOUT_MS, Checkpoints, is_busy
 from storage.times import sqlite_time_of, utc_now
 
 

@@ -22,7 +22,6 @@ from registry import access
 from registry.actor import Actor
 from registry.call import Call
 from registry.context import Context
-from registry.deadlines import Deadlines
 from registry.digest import input_digest
 from registry.errors import (
     CATALOGUE,
@@ -95,7 +94,6 @@ class Pipeline:
         self.recorder = Recorder(
             audit, idempotency, wait_for_every_record=audit_wait_for_every_record
         )
-        self.deadlines = Deadlines()
 
     async def invoke(self, invocation: Invocation) -> Outcome:
         """Run one invocation through every stage; always returns, always audits."""
@@ -380,9 +378,8 @@ class Pipeline:
         )
         try:
             call.ran_handler = True
-            result = await self.deadlines.run(
-                call.operation.handler(call.input, ctx), contract.timeout_seconds
-            )
+            async with asyncio.timeout(contract.timeout_seconds):
+                result = await call.operation.handler(call.input, ctx)
         except OperationError as exc:
             if exc.code == "FORBIDDEN":
                 call.decision = "deny"  # the handler asked policy a further question

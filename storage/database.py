@@ -12,13 +12,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from storage.inline_sqlite import (
-    BUSY_TIMEOUT_MS,
-    INLINE_PRAGMAS,
-    Checkpoints,
-    inline_creator,
-    on_own_thread,
-)
+from storage.sqlite_files import BUSY_TIMEOUT_MS, Checkpoints
 
 DEFAULT_URL = "sqlite+aiosqlite:///var/specops.db"
 
@@ -71,15 +65,12 @@ class Database:
         kwargs: dict[str, Any] = {"echo": echo}
         #: The SQLite file, if the database is one (not in memory).
         self.sqlite_path = path = sqlite_file(parsed)
-        #: A SQLite file's WAL checkpoints (its connections run statements inline and
-        #: never checkpoint by themselves: ``storage.inline_sqlite``).
+        #: WAL checkpoints of a SQLite file for the audit writer (``audit.sqlite_appender``).
         self.checkpoints: Checkpoints | None = None
-        pragmas: tuple[str, ...] = (*SQLITE_PRAGMAS, f"busy_timeout={BUSY_TIMEOUT_MS}")
+        pragmas = (*SQLITE_PRAGMAS, f"busy_timeout={BUSY_TIMEOUT_MS}")
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.checkpoints = Checkpoints(path)
-            kwargs["async_creator"] = inline_creator(path, self.checkpoints)
-            pragmas = (*SQLITE_PRAGMAS, *INLINE_PRAGMAS)
         elif not self.is_sqlite:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
@@ -93,14 +84,10 @@ class Database:
         """``async with db.connect() as conn`` for reads."""
         return self.engine.connect()
 
-    @asynccontextmanager
-    async def scan(self) -> AsyncIterator[AsyncConnection]:
+    def scan(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """``async with db.scan() as conn`` for reads that may take long (the whole audit
-        trail, say): on a SQLite file they run on the connection's thread rather than
-        inline, so that they never hold up the event loop."""
-        with on_own_thread():
-            async with self.engine.connect() as conn:
-                yield conn
+        trail, say); the driver runs them off the event loop's thread."""
+        return self.engine.connect()
 
     def begin(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """``async with db.begin() as conn`` for a transaction that commits on success.

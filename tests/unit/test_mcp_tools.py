@@ -3,6 +3,7 @@ stateless JSON POSTs answered as the SDK's session manager answers them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -17,12 +18,14 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, TextResourceContents
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
+from sqlalchemy import select
 
 from registry.contract import ContractError, Deprecation
 from registry.registry import Registry
 from specops.app import Server
 from specops.settings import Settings
 from storage.database import Database
+from storage.tables import audit_events
 from tests.support.doubles import Patched
 from tests.support.mcp_client import meta, text_of
 from tests.support.stack import audit_rows
@@ -31,6 +34,7 @@ from transports.mcp import McpHttp
 from transports.mcp.names import TOOL_NAME, doc_uri, tool_name
 from transports.mcp.resources import DocCatalog
 from transports.mcp.server import Caller, build_server, unknown_tool_key
+from transports.mcp.stateless import StatelessJsonPosts
 from transports.mcp.tools import ToolCatalog
 
 MODES = ["auto", "legacy"]  # the modern in-process path, and the initialize handshake
@@ -476,14 +480,47 @@ def answer(response: httpx.Response) -> tuple[int, dict[str, str], Any]:
     return response.status_code, dict(response.headers), body
 
 
+#: Audit columns that differ between any two calls (refusals get fresh request ids).
+VOLATILE = {"id", "at", "latency_ms", "seq", "prev_hash", "hash", "request_id", "trace_id"}
+
+
+async def new_audit_rows(db: Database, after: int) -> tuple[list[dict[str, Any]], int]:
+    """The audit rows past id ``after``, once no more arrive (query records are written
+    asynchronously), their per-call columns left out; and the last id."""
+    seen, steady, last = -1, 0, after
+    rows: list[dict[str, Any]] = []
+    for _ in range(100):
+        async with db.connect() as conn:
+            found = await conn.execute(
+                select(audit_events).where(audit_events.c.id > after).order_by(audit_events.c.id)
+            )
+            rows = [dict(r) for r in found.mappings().all()]
+        steady = steady + 1 if len(rows) == seen else 0
+        if steady == 5:
+            break
+        seen = len(rows)
+        await asyncio.sleep(0.05)
+    if rows:
+        last = rows[-1]["id"]
+    return [{k: v for k, v in r.items() if k not in VOLATILE} for r in rows], last
+
+
 @pytest.mark.parametrize("case", list(POSTS))
-async def test_stateless_json_posts_answer_as_the_sdk_does(server: Server, case: str) -> None:
+async def test_stateless_json_posts_answer_and_audit_as_the_sdk_does(
+    server: Server, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, token = await new_key(server)
     body, headers = POSTS[case]
+    _, start = await new_audit_rows(server.db, 0)
     async with stateless_endpoint(server) as endpoint:
         ours = answer(await post(endpoint, body, headers, token))
-        sdk = answer(await post(endpoint.manager.handle_request, body, headers, token))
+        ours_rows, middle = await new_audit_rows(server.db, start)
+        # the same endpoint, every POST left to the SDK's session manager
+        monkeypatch.setattr(StatelessJsonPosts, "serves", lambda _self, _scope: False)
+        sdk = answer(await post(endpoint, body, headers, token))
+        sdk_rows, _ = await new_audit_rows(server.db, middle)
     assert ours == sdk
+    assert ours_rows == sdk_rows
 
 
 async def test_handshake_era_posts_skip_the_session_manager(

@@ -5,34 +5,34 @@ The common request is a POST of a JSON object (``query``, optional ``variables``
 ``operationName``, no ``extensions``) whose document is valid, runs a query or mutation
 and does not introspect. For it the endpoint reads the caller and the body
 (``transports.http``), takes the document prepared once per text (``DocumentCache``:
-parsed, validated with the endpoint's rules and limits), executes it with graphql-core
-against the strawberry schema, and answers with raw ASGI messages. Errors are shaped,
+parsed, validated with the endpoint's rules and limits), executes it with graphql-core's
+``execute`` against the strawberry schema, and answers with raw ASGI messages. Errors are shaped,
 logged and audited as the view does, and the response carries the same headers
 (``X-Request-Id``, ``traceparent``, ``Idempotent-Replayed``, ``Retry-After``).
 
 Any other request (another method, another content type, a body that is not such an
 object, a document that is not cached as prepared) goes to the view, with the body already
 read replayed to it; a body over the limit is refused as the view refuses it.
+
+Why this path exists: docs/performance.md, "Library paths".
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from inspect import isawaitable
-from typing import Any, TypeGuard, cast
+from typing import Any
 
 from graphql import ExecutionResult, GraphQLError, GraphQLSchema, execute
 from pydantic_core import from_json
 from starlette.types import Receive, Scope, Send
-from strawberry.execution import optimized_is_awaitable
 from strawberry.http import GraphQLHTTPResponse
 
 from registry.ids import new_trace_id
 from registry.pipeline import Pipeline
 from registry.tracing import response_traceparent
 from transports.graphql.documents import DocumentCache, PreparedDocument
-from transports.graphql.errors import QuietExecutionContext, log_unexpected, shape
+from transports.graphql.errors import log_unexpected, shape
 from transports.graphql.resolvers import GraphQLContext, ResponseHeaders
 from transports.graphql.view import GraphQLView
 from transports.http import (
@@ -46,8 +46,6 @@ from transports.http import (
 )
 
 JSON_MEDIA_TYPE = "application/json"
-#: strawberry's check (a fast path for plain values), typed as graphql-core wants it.
-IS_AWAITABLE = cast("Callable[[Any], TypeGuard[Awaitable[Any]]]", optimized_is_awaitable)
 
 
 def _is_json(caller: HttpCaller) -> bool:
@@ -69,9 +67,8 @@ async def execute_prepared(
     variables: dict[str, Any] | None,
     context: GraphQLContext,
 ) -> ExecutionResult:
-    """Execute a prepared document as strawberry would (our schema's execution context
-    class, strawberry's awaitable check, no middleware: no extension of ours resolves
-    fields)."""
+    """Execute a prepared document with graphql-core's public ``execute``, suggesting no
+    names (as the view's execution context; no extension of ours resolves fields)."""
     try:
         result = execute(
             schema,
@@ -79,9 +76,7 @@ async def execute_prepared(
             context_value=context,
             variable_values=variables,
             operation_name=prepared.operation_name,
-            executor_class=QuietExecutionContext,
-            is_awaitable=IS_AWAITABLE,
-            operation_extensions=None,
+            hide_suggestions=True,
         )
         if isawaitable(result):
             result = await result

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import strawberry
+from graphql import GraphQLSchema
 from starlette.routing import Route
 from strawberry.extensions import MaxTokensLimiter, ParserCache
 
@@ -33,6 +35,13 @@ from transports.graphql.view import GraphQLView, Validation
 from transports.graphql.visibility import IntrospectionFilter, Visibility
 
 DEFAULT_CACHE_SIZE = 256
+
+
+def core_schema(schema: strawberry.Schema) -> GraphQLSchema:
+    """The graphql-core schema strawberry built and executes. strawberry has no public
+    accessor for it: this is the one place that reads it (the version is pinned)."""
+    core: GraphQLSchema = schema._schema
+    return core
 
 
 class GraphQLTransport:
@@ -68,10 +77,11 @@ class GraphQLTransport:
             schema_class=ProblemSchema,
         )
         roots = [root for root, _ in root_fields(pipeline.registry, TypeMapper())]
-        install_direct_resolvers(self.schema._schema, roots)
-        self.visibility = Visibility(self.schema._schema, {r.name: r.operation for r in roots})
+        core = core_schema(self.schema)
+        install_direct_resolvers(core, roots)
+        self.visibility = Visibility(core, {r.name: r.operation for r in roots})
         self.validator = DocumentValidator(
-            self.schema._schema, self.limits, introspection=introspection, cache_size=cache_size
+            core, self.limits, introspection=introspection, cache_size=cache_size
         )
         self.view = GraphQLView(
             self.schema,

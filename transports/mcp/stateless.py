@@ -1,9 +1,8 @@
 """Stateless JSON POSTs to ``/mcp``, answered in the request's own task.
 
-With ``stateless`` and ``json_response`` on, the SDK's session manager answers every POST
-by building a transport, a JSON-RPC dispatcher and a connection, with their memory streams
-and task groups, only to hand one message to the server's kernel and carry one response
-back. ``StatelessJsonPosts`` makes the same exchange without that machinery:
+With ``stateless`` and ``json_response`` on, ``StatelessJsonPosts`` makes the exchange the
+SDK's session manager would make, without a per-request transport and connection (why:
+docs/performance.md, "Library paths"; held to the SDK by a differential test):
 
 - the HTTP checks are the SDK transport's, in its order and with its answers
   (``StreamableHTTPServerTransport._handle_post_request``): body size (413), Content-Type,

@@ -3,9 +3,10 @@
 Records queue up and a single writer task inserts them in batches, one transaction per
 batch. Each batch joins the hash chain (``audit.chain``): its transaction first locks
 the one row of ``audit_chain_head``, so the records of every process writing to the
-database form one gapless chain. ``write(..., durable=True)`` returns only after its record has committed,
-so a command's response is never sent before its record is stored; ``wait=True`` waits
-for that commit while the store takes records but never fails its caller.
+database form one gapless chain. ``write(..., durable=True)`` returns only after its
+record has committed, so a command's response is never sent before its record is
+stored; ``wait=True`` waits for that commit while the store takes records but never
+fails its caller.
 
 No record is dropped while the store is unavailable: they stay queued (up to
 ``max_queued``) and the writer retries with backoff (``audit.health``); a durable write

@@ -193,7 +193,7 @@ class McpHttp:
                     challenge += ', error="invalid_token"'
                 error = CATALOGUE.UNAUTHENTICATED(detail)
                 response = self._refusal(caller, error, {"WWW-Authenticate": challenge})
-                await self._audit_refusal(caller, error)
+                await self._audit_refusal(caller, error, policy_rule="credentials")
                 await response(scope, receive, send)
                 return
             if not self.manager.stateless:  # only a stateful session has an owner
@@ -228,19 +228,19 @@ class McpHttp:
         if status == 400:
             error = _json_error(body)
             if error is not None:
-                await self.pipeline.record_refusal(
-                    transport="mcp",
-                    endpoint="mcp",
-                    error=error,
-                    request_id=caller.request_id,
-                    client=caller.client,
-                    trace_id=caller.trace_id,
-                    credentials=caller.credentials,
-                )
+                await self._audit_refusal(caller, error, credentials=caller.credentials)
 
-    async def _audit_refusal(self, caller: HttpCaller, error: OperationError) -> None:
-        """A refused credential never reaches a tool call; it is audited here, against the
-        endpoint itself (operation key ``mcp``), like every other refusal."""
+    async def _audit_refusal(
+        self,
+        caller: HttpCaller,
+        error: OperationError,
+        *,
+        credentials: str | None = None,
+        policy_rule: str | None = None,
+    ) -> None:
+        """A request refused before it reached a tool call (a refused credential, a body
+        that is not JSON-RPC) is audited here, against the endpoint itself (operation key
+        ``mcp``), like every other refusal; ``policy_rule`` marks a credentials denial."""
         await self.pipeline.record_refusal(
             transport="mcp",
             endpoint="mcp",
@@ -248,8 +248,9 @@ class McpHttp:
             request_id=caller.request_id,
             client=caller.client,
             trace_id=caller.trace_id,
-            decision="deny",
-            policy_rule="credentials",
+            credentials=credentials,
+            decision="deny" if policy_rule else "none",
+            policy_rule=policy_rule,
         )
 
     @staticmethod

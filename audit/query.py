@@ -23,9 +23,9 @@ from typing import Any, Final, Literal
 
 from sqlalchemy import ColumnElement, RowMapping, select
 
+from registry.fields import as_utc
 from storage.database import Database
 from storage.tables import audit_events as t
-from storage.times import aware_utc
 
 
 class _EveryTenant(Enum):
@@ -113,7 +113,7 @@ class StoredEvent:
     @classmethod
     def of(cls, row: RowMapping) -> StoredEvent:
         values = {name: row[name] for name in _EVENT_FIELDS}
-        values["at"] = aware_utc(row["at"])
+        values["at"] = as_utc(row["at"])
         values["input"] = parse_input(row["input"])
         values["replayed"] = bool(row["replayed"])
         return cls(**values)

@@ -21,6 +21,7 @@ from sqlalchemy import RowMapping, select, update
 
 from registry.actor import ANONYMOUS, Actor, ActorKind
 from registry.errors import CATALOGUE
+from registry.fields import as_utc
 from storage import cursors
 from storage.database import Database
 from storage.tables import api_keys
@@ -200,8 +201,8 @@ class ApiKeyStore:
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; every stored one is UTC."""
-    return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+    """A stored time, or None, in UTC (SQLite hands back naive ones: UTC already)."""
+    return None if value is None else as_utc(value)
 
 
 def _key_of(row: RowMapping) -> ApiKey:

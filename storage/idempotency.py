@@ -10,10 +10,10 @@ from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from registry.errors import Issue, Problem
+from registry.fields import as_utc
 from registry.ports import Claim, IdempotencyScope, StoredOutcome
 from storage.database import Database
 from storage.tables import idempotency_keys as t
-from storage.times import aware_utc
 
 #: The statements of every claim and completion, compiled once (values are parameters).
 _CLAIM = t.insert()
@@ -110,8 +110,8 @@ class SqlIdempotencyStore:
             row = (await conn.execute(select(t).where(self._where(scope)))).mappings().first()
         if row is None:
             return Claim("busy")  # released meanwhile; the caller claims again
-        created = aware_utc(row["created_at"])
-        finished = aware_utc(row["completed_at"] or row["created_at"])
+        created = as_utc(row["created_at"])
+        finished = as_utc(row["completed_at"] or row["created_at"])
         expired = row["state"] == "completed" and now - finished > self.ttl
         stale = row["state"] == "running" and now - created > self.stale_after
         if expired or stale:

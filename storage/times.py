@@ -87,14 +87,6 @@ def aware_time_of(iso: str) -> datetime:
     return aware_time(datetime.fromisoformat(iso))
 
 
-def aware_utc(value: datetime) -> datetime:
-    """A stored time as an aware UTC datetime (SQLite keeps naive UTC, PostgreSQL answers
-    in the session's zone)."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
 def utc_now() -> datetime:
     """Now, as naive UTC (what both databases keep)."""
     return datetime.now(UTC).replace(tzinfo=None)

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 
+from registry.fields import as_utc
 from registry.money import to_major
 from specs.billing.models import Invoice, InvoiceStatus
 from storage import cursors
@@ -19,9 +20,8 @@ _INSERT = t.insert()
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+    """A stored time, or None, in UTC (SQLite hands back naive ones: UTC already)."""
+    return None if value is None else as_utc(value)
 
 
 @dataclass(frozen=True, slots=True)

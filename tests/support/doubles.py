@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import pytest
+
 from registry.actor import Actor
 from registry.audit_record import AuditRecord
 from registry.contract import Contract, RateLimit, command, query
@@ -15,6 +17,7 @@ from registry.model import WireModel
 from registry.pipeline import Pipeline
 from registry.ports import AuditUnavailable, Claim, Decision, IdempotencyScope, StoredOutcome
 from registry.registry import Operation, Registry, install_op
+from transports.graphql.view import GraphQLView
 
 # -- a pipeline over in-memory ports, no database -----------------------------------------
 
@@ -212,3 +215,17 @@ class Patched:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.pipeline, name)
+
+
+class ViewCalls:
+    """Counts the requests the GraphQL endpoint hands to strawberry's view."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        original = GraphQLView.__call__
+
+        async def counted(view: GraphQLView, scope: Any, receive: Any, send: Any) -> None:
+            self.count += 1
+            await original(view, scope, receive, send)
+
+        monkeypatch.setattr(GraphQLView, "__call__", counted)

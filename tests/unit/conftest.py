@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -10,6 +10,7 @@ import pytest
 from registry.contract import Contract, command, query
 from registry.model import WireModel
 from registry.registry import Registry
+from specops.app import Server
 from specops.operations import build_registry
 from specops.settings import Settings
 from storage.database import Database
@@ -62,3 +63,14 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
     database). Shared: tests that install more build a ``Registry()`` of their own."""
     db = Database(sqlite_url(tmp_path_factory.mktemp("server-registry")))
     return build_registry(db, Settings(extra_operations=""))
+
+
+@pytest.fixture
+async def server(database: Database) -> AsyncIterator[Server]:
+    """A server built on each backend's fresh database, not started (no lifespan); test
+    modules that need a started one define their own."""
+    built = Server.build(Settings(DATABASE_URL=database.url))
+    try:
+        yield built
+    finally:
+        await built.close()

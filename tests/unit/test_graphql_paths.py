@@ -7,18 +7,15 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from specops.app import Server
-from specops.settings import Settings
-from storage.database import Database
+from tests.support.doubles import ViewCalls
 from tests.support.stack import audit_rows
 from tests.unit.test_graphql_schema import Answer, call, graphql_body
 from transports.graphql import GraphQLTransport
-from transports.graphql.view import GraphQLView
 
 PING = '{ system_ping(input: {message: "hi"}) { message actorId tenantId } }'
 CREATE = "mutation($i: CreateInvoiceInput!) { made: billing_createInvoice(input: $i) { %s } }"
@@ -87,29 +84,6 @@ CORPUS: dict[str, tuple[bytes, dict[str, str], bool]] = {
 
 #: Audit columns that differ between any two calls.
 VOLATILE = {"id", "at", "latency_ms", "seq", "prev_hash", "hash", "request_id", "trace_id"}
-
-
-@pytest.fixture
-async def server(database: Database) -> AsyncIterator[Server]:
-    server = Server.build(Settings(DATABASE_URL=database.url))
-    try:
-        yield server
-    finally:
-        await server.close()
-
-
-class ViewCalls:
-    """Counts the requests that reach strawberry's view."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.count = 0
-        original = GraphQLView.__call__
-
-        async def counted(view: GraphQLView, scope: Any, receive: Any, send: Any) -> None:
-            self.count += 1
-            await original(view, scope, receive, send)
-
-        monkeypatch.setattr(GraphQLView, "__call__", counted)
 
 
 def normalized(value: Any, volatile: dict[str, str]) -> Any:

@@ -23,14 +23,13 @@ from registry.errors import CATALOGUE, Problem
 from registry.invocation import Invocation, Outcome
 from registry.model import WireModel
 from registry.registry import Registry, install_op
-from tests.support.doubles import StubPipeline
+from tests.support.doubles import StubPipeline, ViewCalls
 from tests.unit.conftest import Declare
 from transports.graphql import GraphQLLimits, GraphQLTransport, build_schema, graphql_sdl
 from transports.graphql.documents import MAX_CACHED_TEXT, DocumentCache
 from transports.graphql.errors import ProblemSchema
 from transports.graphql.resolvers import GraphQLContext, field_idempotency_key, resolver_for
 from transports.graphql.schema import SchemaBuildError, field_name, pinned_field_name
-from transports.graphql.view import GraphQLView
 
 SNAPSHOT = Path(__file__).resolve().parents[1] / "snapshots" / "schema.graphql"
 REGENERATE = (
@@ -666,20 +665,6 @@ async def call(
 
 def graphql_body(query: str, variables: dict[str, Any] | None = None, **extra: Any) -> bytes:
     return json.dumps({"query": query, "variables": variables, **extra}).encode()
-
-
-class ViewCalls:
-    """Counts the requests the endpoint hands to strawberry's view."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.count = 0
-        original = GraphQLView.__call__
-
-        async def counted(view: GraphQLView, scope: Any, receive: Any, send: Any) -> None:
-            self.count += 1
-            await original(view, scope, receive, send)
-
-        monkeypatch.setattr(GraphQLView, "__call__", counted)
 
 
 def refusal_summary(stub: StubPipeline) -> list[tuple[str, str, str]]:

@@ -23,7 +23,6 @@ from sqlalchemy import select
 from registry.contract import ContractError, Deprecation
 from registry.registry import Registry
 from specops.app import Server
-from specops.settings import Settings
 from storage.database import Database
 from storage.tables import audit_events
 from tests.support.doubles import Patched
@@ -214,15 +213,6 @@ def test_each_contract_has_a_markdown_resource(registry: Registry) -> None:
 
 
 # -- calls, in process ------------------------------------------------------------------
-
-
-@pytest.fixture
-async def server(database: Database) -> AsyncIterator[Server]:
-    server = Server.build(Settings(DATABASE_URL=database.url))
-    try:
-        yield server
-    finally:
-        await server.close()
 
 
 async def new_key(server: Server, roles: tuple[str, ...] = ("user",)) -> tuple[str, str]:
